@@ -1,0 +1,405 @@
+//! The broker's socket loop: binds the ROUTER and PUB sockets, feeds decoded
+//! messages to the [`Engine`](crate::engine::Engine) and sends what it asks.
+//!
+//! One thread owns every socket. Sends use `ZMQ_ROUTER_MANDATORY` and
+//! `ZMQ_DONTWAIT`: a vanished worker is purged (its jobs requeued), a full
+//! peer queue parks the message in a backlog that is flushed when the socket
+//! is writable again, and reading from clients pauses while that backlog is
+//! long (backpressure instead of silent drops).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::engine::{Engine, EngineConfig, Output, Socket};
+use crate::error::{Error, Result};
+use crate::protocol::{decode_client, decode_worker, Frame};
+
+/// Everything a broker needs to start. `Default` binds loopback on the
+/// standard ports 5555 (clients), 5556 (workers) and 5557 (events).
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// ROUTER endpoint for clients.
+    pub client_endpoint: String,
+    /// ROUTER endpoint for workers (may equal nothing else; MDP allows one
+    /// socket for both, zmws uses two).
+    pub worker_endpoint: String,
+    /// PUB endpoint for job events; `None` disables publishing.
+    pub news_endpoint: Option<String>,
+    /// Send and receive high-water mark of the ROUTER sockets (messages).
+    pub hwm: i32,
+    /// State machine limits and timings.
+    pub engine: EngineConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            client_endpoint: "tcp://127.0.0.1:5555".into(),
+            worker_endpoint: "tcp://127.0.0.1:5556".into(),
+            news_endpoint: Some("tcp://127.0.0.1:5557".into()),
+            hwm: 100_000,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// A configuration that binds every socket to a free loopback port
+    /// (handy for tests and embedding).
+    pub fn ephemeral() -> Self {
+        BrokerConfig {
+            client_endpoint: "tcp://127.0.0.1:*".into(),
+            worker_endpoint: "tcp://127.0.0.1:*".into(),
+            news_endpoint: Some("tcp://127.0.0.1:*".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Sets the heartbeat interval.
+    pub fn heartbeat(mut self, d: Duration) -> Self {
+        self.engine.heartbeat_ms = d.as_millis().max(1) as u64;
+        self
+    }
+    /// Sets how many heartbeats a worker may miss.
+    pub fn liveness(mut self, n: u32) -> Self {
+        self.engine.liveness = n.max(1);
+        self
+    }
+    /// Sets the per-attempt job timeout.
+    pub fn job_timeout(mut self, d: Duration) -> Self {
+        self.engine.job_timeout_ms = d.as_millis().max(1) as u64;
+        self
+    }
+    /// Sets the number of attempts per job.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.engine.max_attempts = n.max(1);
+        self
+    }
+}
+
+/// Millisecond clock: wall time at start plus monotonic elapsed time, so it
+/// reads like Unix time but never goes backwards.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    wall_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        Clock { wall_ms, start: Instant::now() }
+    }
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.wall_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// Turns `host:0` into ZeroMQ's `host:*` (ephemeral port).
+pub(crate) fn normalize_bind(endpoint: &str) -> String {
+    match endpoint.strip_suffix(":0") {
+        Some(base) if endpoint.starts_with("tcp://") => format!("{base}:*"),
+        _ => endpoint.to_string(),
+    }
+}
+
+/// A bound broker, ready to [`run`](Broker::run) or [`start`](Broker::start).
+pub struct Broker {
+    config: BrokerConfig,
+    _ctx: zmq::Context,
+    clients: zmq::Socket,
+    workers: zmq::Socket,
+    news: Option<zmq::Socket>,
+    endpoints: Endpoints,
+}
+
+/// The endpoints a broker actually bound (ports resolved).
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    /// Where clients connect.
+    pub client: String,
+    /// Where workers connect.
+    pub worker: String,
+    /// Where event subscribers connect, if publishing.
+    pub news: Option<String>,
+}
+
+fn bound(sock: &zmq::Socket) -> Result<String> {
+    sock.get_last_endpoint()?
+        .map_err(|_| Error::Io("bound endpoint is not UTF-8".into()))
+}
+
+fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<zmq::Socket> {
+    let s = ctx.socket(zmq::ROUTER)?;
+    s.set_router_mandatory(true)?;
+    s.set_sndhwm(config.hwm)?;
+    s.set_rcvhwm(config.hwm)?;
+    s.set_linger(1000)?;
+    let max = config.engine.max_payload as i64;
+    s.set_maxmsgsize((max * 2).max(max + (1 << 20)))?;
+    s.bind(&normalize_bind(endpoint))
+        .map_err(|e| Error::Io(format!("cannot bind {endpoint}: {e}")))?;
+    Ok(s)
+}
+
+impl Broker {
+    /// Creates the sockets and binds them. Bind errors (port in use, bad
+    /// endpoint) are reported here, before any thread starts.
+    pub fn bind(config: BrokerConfig) -> Result<Broker> {
+        let ctx = zmq::Context::new();
+        let clients = router(&ctx, &config.client_endpoint, &config)?;
+        let workers = router(&ctx, &config.worker_endpoint, &config)?;
+        let news = match &config.news_endpoint {
+            Some(ep) => {
+                let s = ctx.socket(zmq::PUB)?;
+                s.set_sndhwm(config.hwm)?;
+                s.set_linger(0)?;
+                s.bind(&normalize_bind(ep)).map_err(|e| Error::Io(format!("cannot bind {ep}: {e}")))?;
+                Some(s)
+            }
+            None => None,
+        };
+        let endpoints = Endpoints {
+            client: bound(&clients)?,
+            worker: bound(&workers)?,
+            news: news.as_ref().map(bound).transpose()?,
+        };
+        Ok(Broker { config, _ctx: ctx, clients, workers, news, endpoints })
+    }
+
+    /// The endpoints actually bound.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Runs the loop on this thread until `stop` becomes true.
+    pub fn run(self, stop: &AtomicBool) -> Result<()> {
+        let mut engine_cfg = self.config.engine.clone();
+        engine_cfg.emit_events = self.news.is_some();
+        let clock = Clock::new();
+        let mut engine = Engine::new(engine_cfg, clock.now_ms());
+        let mut io = Io { client_backlog: VecDeque::new(), worker_backlog: VecDeque::new(), out: Vec::new() };
+        tracing::info!(clients = %self.endpoints.client, workers = %self.endpoints.worker, news = ?self.endpoints.news, "broker running");
+        const BATCH: usize = 512;
+        const BACKLOG_PAUSE: usize = 10_000;
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.now_ms();
+            if now >= engine.next_wakeup() {
+                engine.tick(now, &mut io.out);
+                io.flush(&self, &mut engine, &clock);
+            }
+            let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, 100) as i64;
+            let client_in = io.client_backlog.len() < BACKLOG_PAUSE;
+            let mut items = [
+                self.workers.as_poll_item(if io.worker_backlog.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT }),
+                self.clients.as_poll_item(
+                    (if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() })
+                        | (if io.client_backlog.is_empty() { zmq::PollEvents::empty() } else { zmq::POLLOUT }),
+                ),
+            ];
+            match zmq::poll(&mut items, wait) {
+                Ok(_) => {}
+                Err(zmq::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let (worker_ready, client_ready) = (items[0].is_readable(), items[1].is_readable());
+            if items[0].is_writable() || items[1].is_writable() {
+                io.retry_backlogs(&self, &mut engine, &clock);
+            }
+            if worker_ready {
+                for _ in 0..BATCH {
+                    match self.workers.recv_multipart(zmq::DONTWAIT) {
+                        Ok(frames) => match decode_worker(frames) {
+                            Ok(msg) => engine.on_worker(msg, clock.now_ms(), &mut io.out),
+                            Err(e) => tracing::debug!(reason = %e.reason, "malformed worker message dropped"),
+                        },
+                        Err(zmq::Error::EAGAIN) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                io.flush(&self, &mut engine, &clock);
+            }
+            if client_ready {
+                for _ in 0..BATCH {
+                    match self.clients.recv_multipart(zmq::DONTWAIT) {
+                        Ok(frames) => match decode_client(frames) {
+                            Ok(req) => engine.on_client(req, clock.now_ms(), &mut io.out),
+                            Err(e) => tracing::debug!(reason = %e.reason, "malformed client message dropped"),
+                        },
+                        Err(zmq::Error::EAGAIN) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                io.flush(&self, &mut engine, &clock);
+            }
+        }
+        // Graceful end: deliver what is pending (bounded), then close.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while (!io.client_backlog.is_empty() || !io.worker_backlog.is_empty()) && Instant::now() < deadline {
+            io.retry_backlogs(&self, &mut engine, &clock);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        tracing::info!("broker stopped");
+        Ok(())
+    }
+
+    /// Runs the loop on a background thread.
+    pub fn start(self) -> Result<BrokerHandle> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let endpoints = self.endpoints.clone();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("zmws-broker".into())
+            .spawn(move || self.run(&flag))
+            .map_err(|e| Error::Io(format!("cannot start broker thread: {e}")))?;
+        Ok(BrokerHandle { stop, thread: Some(thread), endpoints })
+    }
+}
+
+struct Io {
+    client_backlog: VecDeque<Vec<Frame>>,
+    worker_backlog: VecDeque<Vec<Frame>>,
+    out: Vec<Output>,
+}
+
+enum SendOutcome {
+    Sent,
+    Full(Vec<Frame>),
+    Unreachable,
+}
+
+fn send_frames(sock: &zmq::Socket, frames: Vec<Frame>) -> std::result::Result<SendOutcome, zmq::Error> {
+    // Try the first frame alone: with ROUTER_MANDATORY that is where EAGAIN
+    // and EHOSTUNREACH are reported, and we still own the rest to retry.
+    let n = frames.len();
+    let mut it = frames.into_iter();
+    let first = it.next().unwrap_or_default();
+    match sock.send(&first[..], zmq::SNDMORE | zmq::DONTWAIT) {
+        Ok(()) => {}
+        Err(zmq::Error::EAGAIN) => {
+            let mut back = Vec::with_capacity(n);
+            back.push(first);
+            back.extend(it);
+            return Ok(SendOutcome::Full(back));
+        }
+        Err(zmq::Error::EHOSTUNREACH) => return Ok(SendOutcome::Unreachable),
+        Err(e) => return Err(e),
+    }
+    let mut rest = it.peekable();
+    while let Some(f) = rest.next() {
+        let flags = if rest.peek().is_some() { zmq::SNDMORE } else { 0 };
+        sock.send(f, flags)?;
+    }
+    Ok(SendOutcome::Sent)
+}
+
+impl Io {
+    fn flush(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {
+        // Sending may purge a worker, which may produce more output: loop.
+        let mut guard = 0;
+        while !self.out.is_empty() && guard < 1000 {
+            guard += 1;
+            let batch = std::mem::take(&mut self.out);
+            for o in batch {
+                match o {
+                    Output::Send(Socket::Client, frames) => {
+                        if !self.client_backlog.is_empty() {
+                            self.client_backlog.push_back(frames);
+                            continue;
+                        }
+                        match send_frames(&b.clients, frames) {
+                            Ok(SendOutcome::Sent) => {}
+                            Ok(SendOutcome::Full(f)) => self.client_backlog.push_back(f),
+                            Ok(SendOutcome::Unreachable) => tracing::debug!("client vanished before its reply; the result stays queryable"),
+                            Err(e) => tracing::warn!(error = %e, "send to client failed"),
+                        }
+                    }
+                    Output::Send(Socket::Worker, frames) => {
+                        if !self.worker_backlog.is_empty() {
+                            self.worker_backlog.push_back(frames);
+                            continue;
+                        }
+                        let peer = frames.first().cloned().unwrap_or_default();
+                        match send_frames(&b.workers, frames) {
+                            Ok(SendOutcome::Sent) => {}
+                            Ok(SendOutcome::Full(f)) => self.worker_backlog.push_back(f),
+                            Ok(SendOutcome::Unreachable) => engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out),
+                            Err(e) => tracing::warn!(error = %e, "send to worker failed"),
+                        }
+                    }
+                    Output::Event(ev) => {
+                        if let Some(news) = &b.news {
+                            let json = ev.to_json(clock.now_ms());
+                            let _ = news.send(ev.service.as_bytes(), zmq::SNDMORE | zmq::DONTWAIT);
+                            let _ = news.send(json.as_bytes(), zmq::DONTWAIT);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn retry_backlogs(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {
+        while let Some(frames) = self.client_backlog.pop_front() {
+            match send_frames(&b.clients, frames) {
+                Ok(SendOutcome::Full(f)) => {
+                    self.client_backlog.push_front(f);
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "send to client failed"),
+            }
+        }
+        while let Some(frames) = self.worker_backlog.pop_front() {
+            let peer = frames.first().cloned().unwrap_or_default();
+            match send_frames(&b.workers, frames) {
+                Ok(SendOutcome::Full(f)) => {
+                    self.worker_backlog.push_front(f);
+                    break;
+                }
+                Ok(SendOutcome::Unreachable) => engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out),
+                Ok(SendOutcome::Sent) => {}
+                Err(e) => tracing::warn!(error = %e, "send to worker failed"),
+            }
+        }
+        if !self.out.is_empty() {
+            self.flush(b, engine, clock);
+        }
+    }
+}
+
+/// A broker running on a background thread. Dropping it stops the broker.
+pub struct BrokerHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<()>>>,
+    endpoints: Endpoints,
+}
+
+impl BrokerHandle {
+    /// The endpoints the broker bound.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// Asks the loop to end, waits for it, and returns its result.
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| Error::Internal("broker thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}

@@ -1,0 +1,336 @@
+//! The zmws client: submits jobs, waits for results, asks the broker about
+//! jobs and workers. Speaks MDP/0.2 over one DEALER socket and fails over to
+//! the next broker endpoint when one does not answer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::job::{JobId, JobList, JobStatus, WorkerInfo};
+use crate::protocol::{Frame, C_FINAL, C_PARTIAL, C_REQUEST, MDPC02};
+
+/// Splits `"tcp://a:1,tcp://b:2"` (or whitespace) into endpoints.
+pub fn split_endpoints(list: &str) -> Vec<String> {
+    list.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// A connection to one of several brokers. Not `Sync`: use one per thread.
+pub struct Client {
+    ctx: zmq::Context,
+    socket: zmq::Socket,
+    endpoints: Vec<String>,
+    current: usize,
+    request_timeout: Duration,
+    next_tag: u64,
+}
+
+/// Largest number of `batch` calls kept in flight at once.
+const BATCH_WINDOW: usize = 2000;
+
+impl Client {
+    /// Connects to a broker; `endpoints` is one endpoint or a comma-separated list.
+    pub fn connect(endpoints: &str) -> Result<Client> {
+        Client::connect_many(&split_endpoints(endpoints))
+    }
+
+    /// Connects to the first of several brokers; later ones are failover targets.
+    pub fn connect_many<S: AsRef<str>>(endpoints: &[S]) -> Result<Client> {
+        let endpoints: Vec<String> = endpoints.iter().map(|e| e.as_ref().trim().to_string()).filter(|e| !e.is_empty()).collect();
+        if endpoints.is_empty() {
+            return Err(Error::InvalidArgument("no broker endpoint given".into()));
+        }
+        let ctx = zmq::Context::new();
+        let request_timeout = Duration::from_secs(5);
+        let socket = Client::open(&ctx, &endpoints[0], request_timeout)?;
+        Ok(Client { ctx, socket, endpoints, current: 0, request_timeout, next_tag: 1 })
+    }
+
+    fn open(ctx: &zmq::Context, endpoint: &str, timeout: Duration) -> Result<zmq::Socket> {
+        let s = ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_sndhwm(100_000)?;
+        s.set_rcvhwm(100_000)?;
+        s.set_immediate(true)?;
+        s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        s.connect(endpoint).map_err(|e| Error::InvalidArgument(format!("cannot connect to '{endpoint}': {e}")))?;
+        Ok(s)
+    }
+
+    /// How long an administrative request (submit, status, …) waits for the
+    /// broker before trying the next endpoint. Default 5 s.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout.max(Duration::from_millis(1));
+        let _ = self.socket.set_sndtimeo(self.request_timeout.as_millis().min(i32::MAX as u128) as i32);
+    }
+
+    /// The endpoint in use now.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoints[self.current]
+    }
+
+    fn failover(&mut self) -> Result<()> {
+        self.current = (self.current + 1) % self.endpoints.len();
+        self.socket = Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?;
+        tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
+        Ok(())
+    }
+
+    fn send(&self, service: &[u8], body: &[&[u8]]) -> Result<()> {
+        let mut frames: Vec<&[u8]> = Vec::with_capacity(body.len() + 3);
+        frames.push(MDPC02);
+        frames.push(&[C_REQUEST]);
+        frames.push(service);
+        frames.extend_from_slice(body);
+        self.socket.send_multipart(frames, 0).map_err(|e| match e {
+            zmq::Error::EAGAIN => Error::Timeout(format!("broker at {} is not reachable", self.endpoints[self.current])),
+            other => other.into(),
+        })
+    }
+
+    /// Receives one MDP/0.2 reply: (is_final, service, body). `None` on timeout.
+    fn recv(&self, deadline: Instant) -> Result<Option<(bool, Frame, Vec<Frame>)>> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i64::MAX as u128) as i64;
+            if self.socket.poll(zmq::POLLIN, ms)? == 0 {
+                return Ok(None);
+            }
+            let mut frames = self.socket.recv_multipart(0)?;
+            if frames.len() < 3 || frames[0] != MDPC02 || frames[1].len() != 1 {
+                tracing::debug!("malformed reply from broker dropped");
+                continue;
+            }
+            let kind = frames[1][0];
+            let body = frames.split_off(3);
+            let service = frames.pop().unwrap_or_default();
+            match kind {
+                C_FINAL => return Ok(Some((true, service, body))),
+                C_PARTIAL => return Ok(Some((false, service, body))),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends a request to a `zmws.*` service and waits for its final reply,
+    /// failing over to the next endpoint when the broker does not answer.
+    fn request(&mut self, service: &str, body: &[&[u8]]) -> Result<Vec<Frame>> {
+        let tries = self.endpoints.len().max(1);
+        let mut last = None;
+        for _ in 0..tries {
+            match self.send(service.as_bytes(), body) {
+                Ok(()) => {
+                    let deadline = Instant::now() + self.request_timeout;
+                    loop {
+                        match self.recv(deadline)? {
+                            Some((true, s, b)) if s == service.as_bytes() => return Ok(b),
+                            Some(_) => continue, // stale reply of an earlier request
+                            None => break,
+                        }
+                    }
+                    last = Some(Error::Timeout(format!(
+                        "broker at {} did not answer {service} within {} ms",
+                        self.endpoints[self.current],
+                        self.request_timeout.as_millis()
+                    )));
+                }
+                Err(e) => last = Some(e),
+            }
+            self.failover()?;
+        }
+        Err(last.unwrap_or_else(|| Error::Timeout("no broker answered".into())))
+    }
+
+    /// Turns a `[code, message]` reply into an error; job-id context maps 404 to NotFound.
+    fn status_error(body: &[Frame], job_context: bool) -> Error {
+        let code = String::from_utf8_lossy(body.first().map(|f| f.as_slice()).unwrap_or(b"500")).into_owned();
+        let msg = body.get(1).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+        if job_context && code == "404" {
+            return Error::NotFound(msg);
+        }
+        if code == "409" {
+            return Error::InvalidArgument(msg);
+        }
+        Error::from_status(&code, msg)
+    }
+
+    fn is_error_reply(body: &[Frame]) -> bool {
+        body.len() == 2 && body[0].len() == 3 && body[0][0] >= b'3' && body[0].iter().all(u8::is_ascii_digit)
+    }
+
+    fn check_service(service: &str) -> Result<()> {
+        if service.is_empty() || service.len() > 255 {
+            return Err(Error::InvalidArgument("service name must be 1 to 255 bytes".into()));
+        }
+        Ok(())
+    }
+
+    /// Submits an async job; returns its id as soon as the broker accepted it.
+    pub fn submit(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
+        Client::check_service(service)?;
+        let body = self.request("zmws.submit", &[service.as_bytes(), payload])?;
+        if body.len() == 1 {
+            if let Some(id) = JobId::parse(&body[0]) {
+                return Ok(id);
+            }
+        }
+        Err(Client::status_error(&body, false))
+    }
+
+    /// Runs a job and waits up to `timeout` for its result.
+    pub fn call(&mut self, service: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.call_with_partials(service, payload, timeout, &mut |_| {})
+    }
+
+    /// Like [`Client::call`], handing every partial reply to `on_partial` as it arrives.
+    pub fn call_with_partials(
+        &mut self,
+        service: &str,
+        payload: &[u8],
+        timeout: Duration,
+        on_partial: &mut dyn FnMut(&[u8]),
+    ) -> Result<Vec<u8>> {
+        Client::check_service(service)?;
+        let tag = self.next_tag.to_string();
+        self.next_tag += 1;
+        self.send(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.recv(deadline)? {
+                None => {
+                    return Err(Error::Timeout(format!("no result from service '{service}' within {} ms", timeout.as_millis())))
+                }
+                Some((fin, s, body)) => {
+                    if s != b"zmws.call" || body.first().map(|t| t.as_slice()) != Some(tag.as_bytes()) {
+                        continue;
+                    }
+                    if !fin {
+                        on_partial(&body[1..].concat());
+                        continue;
+                    }
+                    return Client::call_outcome(&body[1..]);
+                }
+            }
+        }
+    }
+
+    /// Decodes `[code, job_id, rest…]` of a `zmws.call` FINAL.
+    fn call_outcome(body: &[Frame]) -> Result<Vec<u8>> {
+        let code = body.first().map(|f| f.as_slice()).unwrap_or(b"500");
+        if code == b"200" {
+            return Ok(body.get(2..).map(|r| r.concat()).unwrap_or_default());
+        }
+        let msg = body.get(2).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
+        Err(Error::from_status(&String::from_utf8_lossy(code), msg))
+    }
+
+    /// Submits every payload (many in flight) and returns the outcomes in
+    /// input order. `timeout` bounds the whole batch.
+    pub fn batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
+        Client::check_service(service)?;
+        let deadline = Instant::now() + timeout;
+        let n = payloads.len();
+        let mut results: Vec<Option<Result<Vec<u8>>>> = (0..n).map(|_| None).collect();
+        let base = self.next_tag;
+        self.next_tag += n as u64;
+        let mut sent = 0usize;
+        let mut done = 0usize;
+        let mut tags: HashMap<Vec<u8>, usize> = HashMap::with_capacity(n.min(BATCH_WINDOW * 2));
+        while done < n {
+            while sent < n && sent - done < BATCH_WINDOW {
+                let tag = (base + sent as u64).to_string().into_bytes();
+                self.send(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                tags.insert(tag, sent);
+                sent += 1;
+            }
+            match self.recv(deadline)? {
+                None => {
+                    for r in results.iter_mut().filter(|r| r.is_none()) {
+                        *r = Some(Err(Error::Timeout("batch deadline passed before this job finished".into())));
+                    }
+                    break;
+                }
+                Some((true, s, body)) if s == b"zmws.call" && !body.is_empty() => {
+                    if let Some(i) = tags.remove(&body[0]) {
+                        results[i] = Some(Client::call_outcome(&body[1..]));
+                        done += 1;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or_else(|| Err(Error::Timeout("not finished".into())))).collect())
+    }
+
+    /// The status of a job as the broker's JSON text.
+    pub fn status_json(&mut self, job_id: &str) -> Result<String> {
+        let body = self.request("zmws.status", &[job_id.as_bytes()])?;
+        if Client::is_error_reply(&body) {
+            return Err(Client::status_error(&body, true));
+        }
+        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+    }
+
+    /// The status of a job.
+    pub fn status(&mut self, job_id: &str) -> Result<JobStatus> {
+        let text = self.status_json(job_id)?;
+        serde_json::from_str(&text).map_err(|e| Error::Protocol(format!("bad status JSON from broker: {e}")))
+    }
+
+    /// The result of a finished job: `Pending` while it runs, `JobFailed`
+    /// with the reason if it failed, `NotFound` for unknown ids.
+    pub fn result(&mut self, job_id: &str) -> Result<Vec<u8>> {
+        let body = self.request("zmws.result", &[job_id.as_bytes()])?;
+        match body.first().map(|f| f.as_slice()) {
+            Some(b"200") => Ok(body[1..].concat()),
+            _ => Err(Client::status_error(&body, true)),
+        }
+    }
+
+    /// Cancels a queued or running job.
+    pub fn cancel(&mut self, job_id: &str) -> Result<()> {
+        let body = self.request("zmws.cancel", &[job_id.as_bytes()])?;
+        match body.first().map(|f| f.as_slice()) {
+            Some(b"200") => Ok(()),
+            _ => Err(Client::status_error(&body, true)),
+        }
+    }
+
+    /// A job listing as the broker's JSON array text.
+    pub fn jobs_json(&mut self, kind: JobList) -> Result<String> {
+        let body = self.request("zmws.jobs", &[kind.as_str().as_bytes()])?;
+        if Client::is_error_reply(&body) {
+            return Err(Client::status_error(&body, false));
+        }
+        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+    }
+
+    /// A job listing.
+    pub fn jobs(&mut self, kind: JobList) -> Result<Vec<JobStatus>> {
+        let text = self.jobs_json(kind)?;
+        serde_json::from_str(&text).map_err(|e| Error::Protocol(format!("bad jobs JSON from broker: {e}")))
+    }
+
+    /// The live workers as the broker's JSON array text.
+    pub fn workers_json(&mut self) -> Result<String> {
+        let body = self.request("zmws.workers", &[b""])?;
+        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+    }
+
+    /// The live workers.
+    pub fn workers(&mut self) -> Result<Vec<WorkerInfo>> {
+        let text = self.workers_json()?;
+        serde_json::from_str(&text).map_err(|e| Error::Protocol(format!("bad workers JSON from broker: {e}")))
+    }
+
+    /// Every service ever offered, with queue depth and counters, as JSON text.
+    pub fn services_json(&mut self) -> Result<String> {
+        let body = self.request("zmws.services", &[b""])?;
+        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+    }
+
+    /// MMI: whether at least one live worker offers `service`.
+    pub fn service_available(&mut self, service: &str) -> Result<bool> {
+        let body = self.request("mmi.service", &[service.as_bytes()])?;
+        Ok(body.first().map(|f| f.as_slice()) == Some(b"200"))
+    }
+}

@@ -1,0 +1,941 @@
+//! The broker state machine, free of sockets and clocks.
+//!
+//! Feed it decoded messages ([`Engine::on_client`], [`Engine::on_worker`]) and
+//! the time ([`Engine::tick`]); it appends the messages it wants sent to an
+//! output vector. `broker.rs` owns the sockets and calls it; tests call it
+//! directly.
+//!
+//! Structure (after the Majordomo brokers): services (a queue of job ids and a
+//! list of idle workers), workers (identity, service, jobs held, expiry) and
+//! job records, plus one dispatch function that pairs queued jobs with idle
+//! workers whenever either side changes.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
+use crate::protocol::{
+    self, encode_client_reply, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request, hex,
+    ClientRequest, ClientRoute, Frame, ReplyKind, Version, WorkerCommand, WorkerMessage,
+};
+
+/// Limits and timings of the broker. All durations in milliseconds.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Heartbeat interval both ways.
+    pub heartbeat_ms: u64,
+    /// Missed heartbeats before a worker is purged.
+    pub liveness: u32,
+    /// Time one attempt may run before the job is given to another worker.
+    pub job_timeout_ms: u64,
+    /// Attempts before a job is failed.
+    pub max_attempts: u32,
+    /// How long finished jobs stay queryable.
+    pub result_ttl_ms: u64,
+    /// At most this many finished jobs are kept (oldest dropped first).
+    pub max_finished: usize,
+    /// Length of the history listing.
+    pub history_len: usize,
+    /// Largest accepted payload, all frames together, in bytes.
+    pub max_payload: usize,
+    /// Most jobs queued at once over all services.
+    pub max_queued: usize,
+    /// Most live workers one service may have.
+    pub max_workers_per_service: usize,
+    /// Most entries a `zmws.jobs` listing returns.
+    pub list_limit: usize,
+    /// Whether to emit job events (only when a PUB socket is bound).
+    pub emit_events: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            heartbeat_ms: 1000,
+            liveness: 3,
+            job_timeout_ms: 60_000,
+            max_attempts: 3,
+            result_ttl_ms: 3_600_000,
+            max_finished: 100_000,
+            history_len: 100,
+            max_payload: 16 * 1024 * 1024,
+            max_queued: 1_000_000,
+            max_workers_per_service: 10_000,
+            list_limit: 1000,
+            emit_events: false,
+        }
+    }
+}
+
+/// Which broker socket a message goes out on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Socket {
+    /// The client ROUTER.
+    Client,
+    /// The worker ROUTER.
+    Worker,
+}
+
+/// A job state change, published on the news socket as JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobEvent {
+    /// `queued`, `started`, `partial`, `completed`, `failed`, `retried`, `cancelled`.
+    pub kind: &'static str,
+    /// The job.
+    pub job_id: JobId,
+    /// Its service (the PUB topic).
+    pub service: Rc<str>,
+    /// Attempt number (0 before the first start).
+    pub attempt: u32,
+    /// Failure reason or other detail.
+    pub detail: Option<String>,
+}
+
+/// Something the engine wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send these frames (identity first) on a ROUTER socket.
+    Send(Socket, Vec<Frame>),
+    /// Publish a job event.
+    Event(JobEvent),
+}
+
+/// Who waits for a job's outcome.
+#[derive(Clone, Debug)]
+enum Waiter {
+    /// A plain MDP client: the reply goes back as an MDP reply to `service`.
+    Mdp { route: ClientRoute, service: Frame },
+    /// A `zmws.call` client: replies carry its tag.
+    Call { route: ClientRoute, tag: Frame },
+}
+
+#[derive(Debug)]
+struct Job {
+    id: JobId,
+    service: usize,
+    payload: Vec<Frame>,
+    payload_bytes: usize,
+    state: JobState,
+    attempts: u32,
+    worker: Option<Rc<[u8]>>,
+    created_ms: u64,
+    started_ms: u64,
+    finished_ms: u64,
+    result: Option<Vec<Frame>>,
+    failure: Option<String>,
+    waiter: Option<Waiter>,
+}
+
+#[derive(Debug)]
+struct Service {
+    name: Rc<str>,
+    queue: VecDeque<JobId>,
+    idle: VecDeque<Rc<[u8]>>,
+    live_workers: usize,
+    stats: ServiceStats,
+}
+
+/// Counters kept per service (for `zmws.services` and metrics).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ServiceStats {
+    /// Jobs accepted.
+    pub submitted: u64,
+    /// Jobs completed.
+    pub completed: u64,
+    /// Jobs failed.
+    pub failed: u64,
+    /// Attempts that were given to another worker.
+    pub retried: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// Sum of queue-to-finish latency of completed jobs, ms.
+    pub latency_ms_sum: u64,
+    /// Completed-job latency histogram: counts of jobs ≤ each bound of [`LATENCY_BUCKETS_MS`].
+    pub latency_buckets: Vec<u64>,
+}
+
+/// Upper bounds (ms) of the latency histogram buckets; the last bucket is +Inf.
+pub const LATENCY_BUCKETS_MS: &[u64] = &[1, 5, 10, 50, 100, 500, 1000, 5000, 30000, 60000];
+
+#[derive(Debug)]
+struct WorkerRec {
+    identity: Rc<[u8]>,
+    service: usize,
+    version: Version,
+    extended: bool,
+    capacity: u32,
+    /// (job, attempt) pairs held, including attempts that already timed out.
+    held: Vec<(JobId, u32)>,
+    in_idle: bool,
+    expiry_ms: u64,
+    connected_ms: u64,
+    last_seen_ms: u64,
+    jobs_done: u64,
+}
+
+/// The broker's whole state. Single-threaded by design.
+pub struct Engine {
+    config: EngineConfig,
+    services: Vec<Service>,
+    service_index: HashMap<Box<[u8]>, usize>,
+    workers: HashMap<Rc<[u8]>, WorkerRec>,
+    jobs: HashMap<JobId, Job>,
+    queued_total: usize,
+    /// (deadline, job, attempt) in dispatch order; deadlines never decrease.
+    deadlines: VecDeque<(u64, JobId, u32)>,
+    /// Finished jobs in finishing order, for TTL pruning and history.
+    finished: VecDeque<JobId>,
+    next_heartbeat_ms: u64,
+}
+
+const RESERVED_PREFIXES: &[&[u8]] = &[b"mmi.", b"zmws.", b"titanic.", b"SERVER-"];
+
+/// Strips the seed's `SYNC-` / `SYNC:` prefix.
+pub fn strip_sync(service: &[u8]) -> &[u8] {
+    if service.len() > 5 && (service.starts_with(b"SYNC-") || service.starts_with(b"SYNC:")) {
+        &service[5..]
+    } else {
+        service
+    }
+}
+
+fn err_body(code: &str, message: impl Into<String>) -> Vec<Frame> {
+    vec![code.as_bytes().to_vec(), message.into().into_bytes()]
+}
+
+fn printable(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+impl Engine {
+    /// A fresh engine; `now_ms` is the current time.
+    pub fn new(config: EngineConfig, now_ms: u64) -> Engine {
+        let hb = config.heartbeat_ms;
+        Engine {
+            config,
+            services: Vec::new(),
+            service_index: HashMap::new(),
+            workers: HashMap::new(),
+            jobs: HashMap::new(),
+            queued_total: 0,
+            deadlines: VecDeque::new(),
+            finished: VecDeque::new(),
+            next_heartbeat_ms: now_ms + hb,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Number of jobs waiting in all queues.
+    pub fn queued(&self) -> usize {
+        self.queued_total
+    }
+
+    /// Number of live workers.
+    pub fn live_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The time by which [`Engine::tick`] should next be called.
+    pub fn next_wakeup(&self) -> u64 {
+        let mut t = self.next_heartbeat_ms;
+        if let Some((d, _, _)) = self.deadlines.front() {
+            t = t.min(*d);
+        }
+        t
+    }
+
+    // ----------------------------------------------------------------- clients
+
+    /// Handles one decoded client request.
+    pub fn on_client(&mut self, req: ClientRequest, now: u64, out: &mut Vec<Output>) {
+        let ClientRequest { route, service, mut body } = req;
+        let name = strip_sync(&service).to_vec();
+        let reply = |out: &mut Vec<Output>, body: Vec<Frame>| {
+            if let Some(m) = encode_client_reply(&route, &service, ReplyKind::Final, body) {
+                out.push(Output::Send(Socket::Client, m));
+            }
+        };
+        if name.starts_with(b"mmi.") {
+            let body = match name.as_slice() {
+                b"mmi.service" => {
+                    let target = strip_sync(&body[0]);
+                    let live = self.service_index.get(target).map(|&i| self.services[i].live_workers).unwrap_or(0);
+                    vec![if live > 0 { b"200".to_vec() } else { b"404".to_vec() }]
+                }
+                _ => vec![b"501".to_vec()],
+            };
+            return reply(out, body);
+        }
+        match name.as_slice() {
+            b"zmws.submit" | b"titanic.request" => {
+                let titanic = name.starts_with(b"titanic.");
+                if body.is_empty() || body[0].is_empty() {
+                    return reply(out, err_body(if titanic { "500" } else { "400" }, "the first frame must name a service"));
+                }
+                let target = body.remove(0);
+                let body = match self.accept(&target, body, None, now, out) {
+                    Ok(id) if titanic => vec![b"200".to_vec(), id.to_hex().to_vec()],
+                    Ok(id) => vec![id.to_hex().to_vec()],
+                    Err((_, msg)) if titanic => err_body("500", msg),
+                    Err((code, msg)) => err_body(code, msg),
+                };
+                reply(out, body)
+            }
+            b"zmws.call" => {
+                if body.len() < 2 {
+                    return reply(out, err_body("400", "zmws.call needs [tag, service, payload...]"));
+                }
+                let tag = body.remove(0);
+                let target = body.remove(0);
+                let waiter = Waiter::Call { route: route.clone(), tag: tag.clone() };
+                if let Err((code, msg)) = self.accept(&target, body, Some(waiter), now, out) {
+                    reply(out, vec![tag, code.as_bytes().to_vec(), Vec::new(), msg.into_bytes()]);
+                }
+            }
+            b"zmws.status" => {
+                let body = match self.lookup(&body[0]) {
+                    Some(job) => vec![serde_json::to_vec(&self.status_of(job)).unwrap_or_default()],
+                    None => err_body("404", format!("unknown job id '{}'", printable(&body[0]))),
+                };
+                reply(out, body)
+            }
+            b"zmws.result" | b"titanic.reply" => {
+                let titanic = name.starts_with(b"titanic.");
+                let body = match self.lookup(&body[0]) {
+                    None => err_body(if titanic { "400" } else { "404" }, format!("unknown job id '{}'", printable(&body[0]))),
+                    Some(job) => match job.state {
+                        JobState::Complete => {
+                            let mut b = vec![b"200".to_vec()];
+                            b.extend(job.result.clone().unwrap_or_default());
+                            b
+                        }
+                        JobState::Queued | JobState::Active => err_body("300", format!("job is {}", job.state.as_str())),
+                        JobState::Failed | JobState::Cancelled => {
+                            err_body("500", job.failure.clone().unwrap_or_else(|| "job failed".into()))
+                        }
+                    },
+                };
+                reply(out, body)
+            }
+            b"zmws.cancel" => {
+                let body = match JobId::parse(&body[0]) {
+                    None => err_body("404", format!("unknown job id '{}'", printable(&body[0]))),
+                    Some(id) => match self.cancel(id, now, out) {
+                        Ok(()) => vec![b"200".to_vec()],
+                        Err((code, msg)) => err_body(code, msg),
+                    },
+                };
+                reply(out, body)
+            }
+            b"titanic.close" => {
+                // RFC 9: forget the request and its reply; idempotent, always 200.
+                if let Some(id) = JobId::parse(&body[0]) {
+                    let _ = self.cancel(id, now, out);
+                    self.jobs.remove(&id);
+                }
+                reply(out, vec![b"200".to_vec()])
+            }
+            b"zmws.jobs" | b"SERVER-JOBS" | b"SERVER-ACTIVE" | b"SERVER-HIST" => {
+                let kind = match name.as_slice() {
+                    b"SERVER-ACTIVE" => Some(JobList::Active),
+                    b"SERVER-HIST" => Some(JobList::History),
+                    _ if body[0].is_empty() => Some(JobList::Queued),
+                    _ => std::str::from_utf8(&body[0]).ok().and_then(JobList::parse),
+                };
+                let body = match kind {
+                    Some(k) => vec![serde_json::to_vec(&self.list_jobs(k)).unwrap_or_default()],
+                    None => err_body("400", "zmws.jobs takes queued, active or history"),
+                };
+                reply(out, body)
+            }
+            b"zmws.workers" | b"SERVER-WORKERS" => {
+                let body = vec![serde_json::to_vec(&self.list_workers()).unwrap_or_default()];
+                reply(out, body)
+            }
+            b"zmws.services" => {
+                let body = vec![serde_json::to_vec(&self.list_services()).unwrap_or_default()];
+                reply(out, body)
+            }
+            _ if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) => {
+                reply(out, err_body("501", format!("'{}' is not implemented", printable(&name))))
+            }
+            _ => {
+                let waiter = Waiter::Mdp { route: route.clone(), service: service.clone() };
+                if let Err((code, msg)) = self.accept(&name, body, Some(waiter), now, out) {
+                    reply(out, err_body(code, msg));
+                }
+            }
+        }
+    }
+
+    /// Validates and queues a new job. Errors are (status code, message).
+    fn accept(
+        &mut self,
+        service: &[u8],
+        payload: Vec<Frame>,
+        waiter: Option<Waiter>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<JobId, (&'static str, String)> {
+        let service = strip_sync(service);
+        let Some(&si) = self.service_index.get(service) else {
+            return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
+        };
+        let size: usize = payload.iter().map(|f| f.len()).sum();
+        if size > self.config.max_payload {
+            return Err(("413", format!("payload of {size} bytes is over the limit of {} bytes", self.config.max_payload)));
+        }
+        if self.queued_total >= self.config.max_queued {
+            return Err(("503", format!("queue full: {} jobs are already waiting", self.queued_total)));
+        }
+        let id = JobId::generate(now);
+        let payload = if payload.is_empty() { vec![Vec::new()] } else { payload };
+        self.jobs.insert(
+            id,
+            Job {
+                id,
+                service: si,
+                payload,
+                payload_bytes: size,
+                state: JobState::Queued,
+                attempts: 0,
+                worker: None,
+                created_ms: now,
+                started_ms: 0,
+                finished_ms: 0,
+                result: None,
+                failure: None,
+                waiter,
+            },
+        );
+        let svc = &mut self.services[si];
+        svc.queue.push_back(id);
+        svc.stats.submitted += 1;
+        self.queued_total += 1;
+        self.event(out, "queued", id, si, 0, None);
+        self.dispatch(si, now, out);
+        Ok(id)
+    }
+
+    fn lookup(&self, text: &[u8]) -> Option<&Job> {
+        JobId::parse(text).and_then(|id| self.jobs.get(&id))
+    }
+
+    fn cancel(&mut self, id: JobId, now: u64, out: &mut Vec<Output>) -> Result<(), (&'static str, String)> {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return Err(("404", format!("unknown job id '{id}'")));
+        };
+        match job.state {
+            JobState::Cancelled => Ok(()),
+            JobState::Complete | JobState::Failed => {
+                Err(("409", format!("job {id} already finished ({})", job.state.as_str())))
+            }
+            JobState::Queued | JobState::Active => {
+                if job.state == JobState::Queued {
+                    self.queued_total -= 1; // its queue entry is skipped lazily
+                }
+                self.finish(id, JobState::Cancelled, None, Some("cancelled by a client".into()), now, out);
+                Ok(())
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------- workers
+
+    /// Handles one decoded worker message.
+    pub fn on_worker(&mut self, msg: WorkerMessage, now: u64, out: &mut Vec<Output>) {
+        let WorkerMessage { peer, version, command } = msg;
+        let known = self.workers.contains_key(peer.as_slice());
+        match command {
+            WorkerCommand::Ready { service, extension } => {
+                if known {
+                    tracing::warn!(worker = %hex(&peer), "second READY from a registered worker: disconnecting it");
+                    self.purge_worker(&peer, now, out, "sent a second READY");
+                    out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
+                    return;
+                }
+                self.register(peer, version, service, extension, now, out);
+            }
+            WorkerCommand::Disconnect => {
+                if known {
+                    self.purge_worker(&peer, now, out, "disconnected");
+                }
+            }
+            _ if !known => {
+                // RFC 7/18: a valid but unexpected command gets DISCONNECT.
+                out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
+            }
+            WorkerCommand::Heartbeat => self.touch(&peer, now),
+            WorkerCommand::Partial { address, body } => {
+                self.touch(&peer, now);
+                self.on_partial(&peer, &address, body, out);
+            }
+            WorkerCommand::Final { address, body } => {
+                self.touch(&peer, now);
+                self.on_final(&peer, &address, Ok(body), now, out);
+            }
+            WorkerCommand::Fail { address, retryable, reason } => {
+                self.touch(&peer, now);
+                self.on_final(&peer, &address, Err((retryable, reason)), now, out);
+            }
+        }
+    }
+
+    fn touch(&mut self, peer: &[u8], now: u64) {
+        let expiry = now + self.config.heartbeat_ms * self.config.liveness as u64;
+        if let Some(w) = self.workers.get_mut(peer) {
+            w.expiry_ms = expiry;
+            w.last_seen_ms = now;
+        }
+    }
+
+    fn register(&mut self, peer: Frame, version: Version, service: Frame, ext: Option<Frame>, now: u64, out: &mut Vec<Output>) {
+        let reserved = RESERVED_PREFIXES.iter().any(|p| service.starts_with(p));
+        let invalid = service.len() > 255 || std::str::from_utf8(&service).is_err();
+        if reserved || invalid || strip_sync(&service).len() != service.len() {
+            tracing::warn!(service = %printable(&service), "worker offered a reserved or invalid service name: disconnecting it");
+            out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
+            return;
+        }
+        let si = match self.service_index.get(service.as_slice()) {
+            Some(&i) => i,
+            None => {
+                let name: Rc<str> = Rc::from(printable(&service).as_str());
+                self.services.push(Service {
+                    name,
+                    queue: VecDeque::new(),
+                    idle: VecDeque::new(),
+                    live_workers: 0,
+                    stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
+                });
+                self.service_index.insert(service.clone().into_boxed_slice(), self.services.len() - 1);
+                self.services.len() - 1
+            }
+        };
+        if self.services[si].live_workers >= self.config.max_workers_per_service {
+            tracing::warn!(service = %printable(&service), "too many workers for service: disconnecting the newest");
+            out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
+            return;
+        }
+        let cap = ext.as_deref().and_then(protocol::parse_ready_extension);
+        let identity: Rc<[u8]> = Rc::from(peer.into_boxed_slice());
+        self.workers.insert(
+            identity.clone(),
+            WorkerRec {
+                identity: identity.clone(),
+                service: si,
+                version,
+                extended: cap.is_some() && version == Version::V02,
+                capacity: cap.unwrap_or(1),
+                held: Vec::new(),
+                in_idle: true,
+                expiry_ms: now + self.config.heartbeat_ms * self.config.liveness as u64,
+                connected_ms: now,
+                last_seen_ms: now,
+                jobs_done: 0,
+            },
+        );
+        let svc = &mut self.services[si];
+        svc.live_workers += 1;
+        svc.idle.push_back(identity);
+        self.dispatch(si, now, out);
+    }
+
+    /// Removes a worker; its jobs go back to the front of their queue (or
+    /// fail when out of attempts).
+    fn purge_worker(&mut self, peer: &[u8], now: u64, out: &mut Vec<Output>, why: &str) {
+        let Some(w) = self.workers.remove(peer) else { return };
+        let si = w.service;
+        self.services[si].live_workers -= 1;
+        tracing::info!(worker = %hex(peer), service = %self.services[si].name, why, jobs = w.held.len(), "worker removed");
+        // Requeue in reverse so the oldest ends up first.
+        for &(id, attempt) in w.held.iter().rev() {
+            let current = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts == attempt && j.worker.as_deref() == Some(peer));
+            if current == Some(true) {
+                self.retry_or_fail(id, format!("worker {why}"), true, now, out);
+            }
+        }
+        self.dispatch(si, now, out);
+    }
+
+    /// Puts an active job back in its queue, or fails it if it used its last attempt.
+    fn retry_or_fail(&mut self, id: JobId, why: String, front: bool, now: u64, out: &mut Vec<Output>) {
+        let max = self.config.max_attempts;
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if job.attempts >= max {
+            let reason = format!("job failed after {} attempt(s): {why}", job.attempts);
+            self.finish(id, JobState::Failed, None, Some(reason), now, out);
+            return;
+        }
+        job.state = JobState::Queued;
+        job.worker = None;
+        let (si, attempt) = (job.service, job.attempts);
+        let svc = &mut self.services[si];
+        if front {
+            svc.queue.push_front(id);
+        } else {
+            svc.queue.push_back(id);
+        }
+        svc.stats.retried += 1;
+        self.queued_total += 1;
+        self.event(out, "retried", id, si, attempt, Some(why));
+        self.dispatch(si, now, out);
+    }
+
+    fn on_partial(&mut self, peer: &[u8], address: &[u8], body: Vec<Frame>, out: &mut Vec<Output>) {
+        let Some(id) = JobId::parse(address) else { return };
+        let Some(job) = self.jobs.get(&id) else { return };
+        if job.state != JobState::Active || job.worker.as_deref() != Some(peer) {
+            return;
+        }
+        let (si, attempt) = (job.service, job.attempts);
+        match &job.waiter {
+            Some(Waiter::Mdp { route, service }) => {
+                if let Some(m) = encode_client_reply(route, service, ReplyKind::Partial, body) {
+                    out.push(Output::Send(Socket::Client, m));
+                }
+            }
+            Some(Waiter::Call { route, tag }) => {
+                let mut b = vec![tag.clone()];
+                b.extend(body);
+                if let Some(m) = encode_client_reply(route, b"zmws.call", ReplyKind::Partial, b) {
+                    out.push(Output::Send(Socket::Client, m));
+                }
+            }
+            None => {}
+        }
+        self.event(out, "partial", id, si, attempt, None);
+    }
+
+    fn on_final(&mut self, peer: &[u8], address: &[u8], outcome: Result<Vec<Frame>, (bool, String)>, now: u64, out: &mut Vec<Output>) {
+        let id = JobId::parse(address);
+        let Some(w) = self.workers.get_mut(peer) else { return };
+        let pos = id.and_then(|id| w.held.iter().position(|(j, _)| *j == id));
+        let Some(pos) = pos else {
+            tracing::debug!(worker = %hex(peer), "reply for a job this worker does not hold: ignored");
+            return;
+        };
+        let (id, attempt) = w.held.swap_remove(pos);
+        w.jobs_done += 1;
+        let si = w.service;
+        let free = (w.held.len() as u32) < w.capacity;
+        if free && !w.in_idle {
+            w.in_idle = true;
+            self.services[si].idle.push_back(w.identity.clone());
+        }
+        let current = self
+            .jobs
+            .get(&id)
+            .map(|j| j.state == JobState::Active && j.attempts == attempt && j.worker.as_deref() == Some(peer))
+            .unwrap_or(false);
+        if current {
+            match outcome {
+                Ok(result) => self.finish(id, JobState::Complete, Some(result), None, now, out),
+                Err((true, reason)) => self.retry_or_fail(id, format!("worker failed it: {reason}"), false, now, out),
+                Err((false, reason)) => self.finish(id, JobState::Failed, None, Some(reason), now, out),
+            }
+        }
+        self.dispatch(si, now, out);
+    }
+
+    /// Moves a job to a final state, answers its waiter, records it for TTL.
+    fn finish(&mut self, id: JobId, state: JobState, result: Option<Vec<Frame>>, failure: Option<String>, now: u64, out: &mut Vec<Output>) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.state = state;
+        job.finished_ms = now;
+        job.result = result;
+        job.failure = failure;
+        let si = job.service;
+        let attempt = job.attempts;
+        let latency = now.saturating_sub(job.created_ms);
+        if let Some(waiter) = job.waiter.take() {
+            let (route, service, body) = match waiter {
+                Waiter::Mdp { route, service } => {
+                    let body = match state {
+                        JobState::Complete => job.result.clone().unwrap_or_default(),
+                        _ => err_body("500", job.failure.clone().unwrap_or_default()),
+                    };
+                    (route, service, body)
+                }
+                Waiter::Call { route, tag } => {
+                    let mut body = vec![tag];
+                    match state {
+                        JobState::Complete => {
+                            body.push(b"200".to_vec());
+                            body.push(id.to_hex().to_vec());
+                            body.extend(job.result.clone().unwrap_or_default());
+                        }
+                        _ => {
+                            body.push(b"500".to_vec());
+                            body.push(id.to_hex().to_vec());
+                            body.push(job.failure.clone().unwrap_or_default().into_bytes());
+                        }
+                    }
+                    (route, b"zmws.call".to_vec(), body)
+                }
+            };
+            if let Some(m) = encode_client_reply(&route, &service, ReplyKind::Final, body) {
+                out.push(Output::Send(Socket::Client, m));
+            }
+        }
+        // The payload is not needed any more; keep memory small.
+        job.payload = Vec::new();
+        let detail = job.failure.clone();
+        let stats = &mut self.services[si].stats;
+        let kind = match state {
+            JobState::Complete => {
+                stats.completed += 1;
+                stats.latency_ms_sum += latency;
+                let b = LATENCY_BUCKETS_MS.iter().position(|&ub| latency <= ub).unwrap_or(LATENCY_BUCKETS_MS.len());
+                stats.latency_buckets[b] += 1;
+                "completed"
+            }
+            JobState::Cancelled => {
+                stats.cancelled += 1;
+                "cancelled"
+            }
+            _ => {
+                stats.failed += 1;
+                "failed"
+            }
+        };
+        self.finished.push_back(id);
+        self.event(out, kind, id, si, attempt, detail);
+        self.prune_finished(now);
+    }
+
+    fn prune_finished(&mut self, now: u64) {
+        while let Some(&id) = self.finished.front() {
+            let expired = match self.jobs.get(&id) {
+                Some(j) => self.finished.len() > self.config.max_finished || now.saturating_sub(j.finished_ms) >= self.config.result_ttl_ms,
+                None => true,
+            };
+            if !expired {
+                break;
+            }
+            self.finished.pop_front();
+            self.jobs.remove(&id);
+        }
+    }
+
+    /// Pairs queued jobs of service `si` with its idle workers.
+    fn dispatch(&mut self, si: usize, now: u64, out: &mut Vec<Output>) {
+        loop {
+            let svc = &mut self.services[si];
+            if svc.queue.is_empty() {
+                return;
+            }
+            // Find an idle worker with room.
+            let Some(wid) = svc.idle.pop_front() else { return };
+            let Some(w) = self.workers.get_mut(&wid) else { continue };
+            w.in_idle = false;
+            if w.held.len() as u32 >= w.capacity {
+                continue;
+            }
+            // Find a job that is still queued (cancelled ones are skipped).
+            let mut job_id = None;
+            while let Some(id) = svc.queue.pop_front() {
+                if self.jobs.get(&id).map(|j| j.state == JobState::Queued).unwrap_or(false) {
+                    job_id = Some(id);
+                    break;
+                }
+            }
+            let Some(id) = job_id else {
+                w.in_idle = true;
+                svc.idle.push_front(wid);
+                return;
+            };
+            self.queued_total -= 1;
+            let job = self.jobs.get_mut(&id).expect("checked above");
+            job.state = JobState::Active;
+            job.attempts += 1;
+            job.worker = Some(w.identity.clone());
+            job.started_ms = now;
+            let attempt = job.attempts;
+            w.held.push((id, attempt));
+            let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &job.payload);
+            out.push(Output::Send(Socket::Worker, msg));
+            if (w.held.len() as u32) < w.capacity {
+                w.in_idle = true;
+                svc.idle.push_back(wid);
+            }
+            self.deadlines.push_back((now + self.config.job_timeout_ms, id, attempt));
+            self.event(out, "started", id, si, attempt, None);
+        }
+    }
+
+    // ----------------------------------------------------------------- time
+
+    /// Purges expired workers, retries timed-out jobs, sends heartbeats and
+    /// prunes old results. Call it at [`Engine::next_wakeup`] or later.
+    pub fn tick(&mut self, now: u64, out: &mut Vec<Output>) {
+        // Timed-out attempts.
+        while let Some(&(deadline, id, attempt)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let live = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts == attempt).unwrap_or(false);
+            if live {
+                let timeout = self.config.job_timeout_ms;
+                self.retry_or_fail(id, format!("attempt {attempt} timed out after {timeout} ms"), false, now, out);
+            }
+        }
+        // Expired workers: collect first, the purge mutates the map.
+        let expired: Vec<Rc<[u8]>> = self.workers.values().filter(|w| w.expiry_ms <= now).map(|w| w.identity.clone()).collect();
+        for id in expired {
+            self.purge_worker(&id, now, out, "missed its heartbeats");
+        }
+        if now >= self.next_heartbeat_ms {
+            for w in self.workers.values() {
+                out.push(Output::Send(Socket::Worker, encode_worker_heartbeat(&w.identity, w.version)));
+            }
+            self.next_heartbeat_ms = now + self.config.heartbeat_ms;
+        }
+        self.prune_finished(now);
+    }
+
+    /// The I/O layer could not deliver to this worker (it vanished): treat it as dead.
+    pub fn worker_unreachable(&mut self, peer: &[u8], now: u64, out: &mut Vec<Output>) {
+        self.purge_worker(peer, now, out, "is unreachable");
+    }
+
+    // ----------------------------------------------------------------- views
+
+    fn status_of(&self, job: &Job) -> JobStatus {
+        JobStatus {
+            job_id: job.id.to_string(),
+            service: self.services[job.service].name.to_string(),
+            state: job.state,
+            attempts: job.attempts,
+            max_attempts: self.config.max_attempts,
+            worker: job.worker.as_deref().map(hex),
+            created_ms: job.created_ms,
+            started_ms: (job.attempts > 0).then_some(job.started_ms),
+            finished_ms: job.state.is_final().then_some(job.finished_ms),
+            failure: job.failure.clone(),
+            payload_bytes: job.payload_bytes,
+            result_bytes: job.result.as_ref().map(|r| r.iter().map(|f| f.len()).sum()),
+        }
+    }
+
+    /// Status of one job, if known.
+    pub fn job_status(&self, id: JobId) -> Option<JobStatus> {
+        self.jobs.get(&id).map(|j| self.status_of(j))
+    }
+
+    /// One of the job listings, capped at `list_limit` entries.
+    pub fn list_jobs(&self, kind: JobList) -> Vec<JobStatus> {
+        let limit = self.config.list_limit;
+        match kind {
+            JobList::Queued => {
+                let mut v = Vec::new();
+                'outer: for svc in &self.services {
+                    for id in &svc.queue {
+                        if let Some(j) = self.jobs.get(id).filter(|j| j.state == JobState::Queued) {
+                            v.push(self.status_of(j));
+                            if v.len() >= limit {
+                                break 'outer;
+                            }
+                        }
+                    }
+                }
+                v.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+                v
+            }
+            JobList::Active => {
+                let mut v: Vec<JobStatus> = self
+                    .workers
+                    .values()
+                    .flat_map(|w| w.held.iter())
+                    .filter_map(|(id, _)| self.jobs.get(id).filter(|j| j.state == JobState::Active))
+                    .map(|j| self.status_of(j))
+                    .take(limit)
+                    .collect();
+                v.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+                v.dedup_by(|a, b| a.job_id == b.job_id);
+                v
+            }
+            JobList::History => self
+                .finished
+                .iter()
+                .rev()
+                .filter_map(|id| self.jobs.get(id))
+                .take(self.config.history_len.min(limit))
+                .map(|j| self.status_of(j))
+                .collect(),
+        }
+    }
+
+    /// All live workers, oldest first.
+    pub fn list_workers(&self) -> Vec<WorkerInfo> {
+        let mut v: Vec<WorkerInfo> = self
+            .workers
+            .values()
+            .map(|w| WorkerInfo {
+                worker: hex(&w.identity),
+                service: self.services[w.service].name.to_string(),
+                state: if w.held.is_empty() { "idle".into() } else { "busy".into() },
+                capacity: w.capacity,
+                active_jobs: w.held.iter().map(|(id, _)| id.to_string()).collect(),
+                jobs_done: w.jobs_done,
+                protocol: w.version.as_str().into(),
+                connected_ms: w.connected_ms,
+                last_seen_ms: w.last_seen_ms,
+            })
+            .collect();
+        v.sort_by(|a, b| (a.connected_ms, &a.worker).cmp(&(b.connected_ms, &b.worker)));
+        v
+    }
+
+    /// Every service ever offered, with queue depth, worker counts and counters.
+    pub fn list_services(&self) -> Vec<serde_json::Value> {
+        self.services
+            .iter()
+            .enumerate()
+            .map(|(si, s)| {
+                let busy = self.workers.values().filter(|w| w.service == si && !w.held.is_empty()).count();
+                let active: usize = self
+                    .workers
+                    .values()
+                    .filter(|w| w.service == si)
+                    .map(|w| w.held.iter().filter(|(id, a)| self.jobs.get(id).map(|j| j.state == JobState::Active && j.attempts == *a).unwrap_or(false)).count())
+                    .sum();
+                let queued = s.queue.iter().filter(|id| self.jobs.get(id).map(|j| j.state == JobState::Queued).unwrap_or(false)).count();
+                serde_json::json!({
+                    "service": &*s.name,
+                    "queued": queued,
+                    "active": active,
+                    "workers": s.live_workers,
+                    "workers_busy": busy,
+                    "stats": s.stats,
+                })
+            })
+            .collect()
+    }
+
+    fn event(&self, out: &mut Vec<Output>, kind: &'static str, job_id: JobId, si: usize, attempt: u32, detail: Option<String>) {
+        if self.config.emit_events {
+            out.push(Output::Event(JobEvent { kind, job_id, service: self.services[si].name.clone(), attempt, detail }));
+        }
+    }
+}
+
+impl JobEvent {
+    /// The JSON text published for this event.
+    pub fn to_json(&self, now_ms: u64) -> String {
+        serde_json::json!({
+            "event": self.kind,
+            "job_id": self.job_id.to_string(),
+            "service": &*self.service,
+            "attempt": self.attempt,
+            "detail": self.detail,
+            "ts_ms": now_ms,
+        })
+        .to_string()
+    }
+}

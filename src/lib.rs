@@ -1,0 +1,27 @@
+//! zmws — the ZeroMQ Work Server as an embeddable library.
+//!
+//! * [`broker`]: the job broker (sockets) around [`engine`] (state machine);
+//! * [`client`]: submit jobs, wait for results, list jobs and workers;
+//! * [`worker`]: offer a service and pull jobs;
+//! * [`protocol`]: the Majordomo (RFC 7 / RFC 18) wire codec.
+
+#![warn(missing_docs)]
+
+pub mod broker;
+pub mod client;
+pub mod engine;
+pub mod error;
+pub mod ffi;
+pub mod job;
+pub mod protocol;
+pub mod worker;
+
+pub use broker::{Broker, BrokerConfig, BrokerHandle, Endpoints};
+pub use client::Client;
+pub use engine::EngineConfig;
+pub use error::{Code, Error, Result};
+pub use job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
+pub use worker::{Job, StopHandle, Worker, WorkerConfig, WorkerEvent};
+
+/// The library version (`CARGO_PKG_VERSION`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
