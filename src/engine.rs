@@ -939,3 +939,7 @@ impl JobEvent {
         .to_string()
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

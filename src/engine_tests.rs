@@ -1,0 +1,198 @@
+//! Sans-socket tests of the broker state machine: feed frames and a clock,
+//! read the frames it wants sent.
+
+use crate::engine::{Engine, EngineConfig, Output, Socket};
+use crate::protocol::{decode_client, decode_worker, Frame};
+
+fn f(s: &str) -> Frame {
+    s.as_bytes().to_vec()
+}
+
+fn cfg() -> EngineConfig {
+    EngineConfig { heartbeat_ms: 100, liveness: 3, job_timeout_ms: 1000, max_attempts: 2, ..Default::default() }
+}
+
+struct Harness {
+    e: Engine,
+    now: u64,
+    out: Vec<Output>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness { e: Engine::new(cfg(), 1_000_000), now: 1_000_000, out: Vec::new() }
+    }
+    fn client(&mut self, frames: Vec<Frame>) {
+        let req = decode_client(frames).expect("valid client frames");
+        self.e.on_client(req, self.now, &mut self.out);
+    }
+    fn worker(&mut self, frames: Vec<Frame>) {
+        let msg = decode_worker(frames).expect("valid worker frames");
+        self.e.on_worker(msg, self.now, &mut self.out);
+    }
+    fn ready(&mut self, id: &str, service: &str) {
+        self.worker(vec![f(id), f("MDPW02"), vec![1], f(service)]);
+    }
+    fn take(&mut self, sock: Socket) -> Vec<Vec<Frame>> {
+        let mut got = Vec::new();
+        self.out.retain(|o| match o {
+            Output::Send(s, frames) if *s == sock => {
+                got.push(frames.clone());
+                false
+            }
+            _ => true,
+        });
+        got
+    }
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.e.tick(self.now, &mut self.out);
+    }
+}
+
+#[test]
+fn unknown_service_is_refused_at_once() {
+    let mut h = Harness::new();
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("NOPE"), f("x")]);
+    let replies = h.take(Socket::Client);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0][4], f("404"));
+}
+
+#[test]
+fn request_goes_to_idle_worker_and_reply_back() {
+    let mut h = Harness::new();
+    h.ready("w1", "echo");
+    h.client(vec![f("c1"), f(""), f("MDPC01"), f("SYNC-echo"), f("hi")]);
+    let reqs = h.take(Socket::Worker);
+    assert_eq!(reqs.len(), 1);
+    let job_id = reqs[0][3].clone();
+    assert_eq!(job_id.len(), 32);
+    assert_eq!(reqs[0][5], f("hi"));
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], job_id, f(""), f("HI")]);
+    let replies = h.take(Socket::Client);
+    assert_eq!(replies, vec![vec![f("c1"), f(""), f("MDPC01"), f("SYNC-echo"), f("HI")]]);
+}
+
+#[test]
+fn queued_job_waits_for_a_worker_that_joins() {
+    let mut h = Harness::new();
+    h.ready("w1", "slow");
+    h.worker(vec![f("w1"), f("MDPW02"), vec![6]]); // leaves: service stays known
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit"), f("slow"), f("p")]);
+    let ack = h.take(Socket::Client);
+    assert_eq!(ack[0][4].len(), 32, "async submit answers with a job id");
+    assert!(h.take(Socket::Worker).is_empty());
+    assert_eq!(h.e.queued(), 1);
+    h.ready("w2", "slow");
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+    assert_eq!(h.e.queued(), 0);
+}
+
+#[test]
+fn dead_worker_job_goes_to_front_and_runs_elsewhere() {
+    let mut h = Harness::new();
+    h.ready("w1", "s");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("a")]);
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("s"), f("b")]);
+    let first = h.take(Socket::Worker);
+    assert_eq!(first.len(), 1);
+    // w1 goes silent; after liveness x heartbeat it is purged.
+    for _ in 0..4 {
+        h.advance(100);
+    }
+    h.take(Socket::Worker); // heartbeats
+    h.ready("w2", "s");
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0][5], f("a"), "the requeued job runs first");
+}
+
+#[test]
+fn timeout_retries_then_fails_and_tells_the_client() {
+    let mut h = Harness::new();
+    h.ready("w1", "s");
+    h.ready("w2", "s");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("x")]);
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+    for _ in 0..11 {
+        h.advance(100);
+        // keep both workers alive
+        h.worker(vec![f("w1"), f("MDPW02"), vec![5]]);
+        h.worker(vec![f("w2"), f("MDPW02"), vec![5]]);
+    }
+    let reqs: Vec<_> = h.take(Socket::Worker).into_iter().filter(|m| m.len() > 3).collect();
+    assert_eq!(reqs.len(), 1, "second attempt sent to the other worker");
+    assert_eq!(reqs[0][0], f("w2"));
+    for _ in 0..11 {
+        h.advance(100);
+        h.worker(vec![f("w1"), f("MDPW02"), vec![5]]);
+        h.worker(vec![f("w2"), f("MDPW02"), vec![5]]);
+    }
+    let replies = h.take(Socket::Client);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0][4], f("500"));
+    assert!(String::from_utf8_lossy(&replies[0][5]).contains("2 attempt"));
+}
+
+#[test]
+fn reserved_service_worker_is_disconnected() {
+    let mut h = Harness::new();
+    h.ready("w1", "mmi.hack");
+    let out = h.take(Socket::Worker);
+    assert_eq!(out, vec![vec![f("w1"), f("MDPW02"), vec![6]]]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("mmi.service"), f("mmi.hack")]);
+    assert_eq!(h.take(Socket::Client)[0][4], f("404"));
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("mmi.other"), f("")]);
+    assert_eq!(h.take(Socket::Client)[0][4], f("501"));
+}
+
+#[test]
+fn capacity_lets_a_worker_hold_several_jobs() {
+    let mut h = Harness::new();
+    h.worker(vec![f("w1"), f("MDPW02"), vec![1], f("s"), f("zmws:1 capacity=3")]);
+    for i in 0..5 {
+        h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), format!("{i}").into_bytes()]);
+    }
+    let reqs = h.take(Socket::Worker);
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[0][5], f("1"), "extended workers get the attempt number first");
+    assert_eq!(h.e.queued(), 2);
+}
+
+#[test]
+fn non_retryable_fail_ends_the_job_with_the_reason() {
+    let mut h = Harness::new();
+    h.worker(vec![f("w1"), f("MDPW02"), vec![1], f("s"), f("zmws:1 capacity=1")]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.call"), f("t1"), f("s"), f("x")]);
+    let req = h.take(Socket::Worker).remove(0);
+    h.worker(vec![f("w1"), f("MDPW02"), vec![0x10], req[3].clone(), f(""), f("0"), f("disk full")]);
+    let r = h.take(Socket::Client).remove(0);
+    assert_eq!(&r[4..6], &[f("t1"), f("500")]);
+    assert_eq!(r[7], f("disk full"));
+}
+
+#[test]
+fn unknown_worker_gets_disconnect_and_stale_reply_is_ignored() {
+    let mut h = Harness::new();
+    h.worker(vec![f("ghost"), f(""), f("MDPW01"), vec![4]]);
+    assert_eq!(h.take(Socket::Worker), vec![vec![f("ghost"), f(""), f("MDPW01"), vec![5]]]);
+    h.ready("w1", "s");
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], f("00000000000000000000000000000000"), f(""), f("r")]);
+    assert!(h.take(Socket::Client).is_empty());
+}
+
+#[test]
+fn cancelled_queued_job_is_skipped() {
+    let mut h = Harness::new();
+    h.ready("w1", "s");
+    h.worker(vec![f("w1"), f("MDPW02"), vec![6]]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), f("x")]);
+    let id = h.take(Socket::Client).remove(0)[4].clone();
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.cancel"), id.clone()]);
+    assert_eq!(h.take(Socket::Client).remove(0)[4], f("200"));
+    h.ready("w2", "s");
+    assert!(h.take(Socket::Worker).is_empty());
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.result"), id]);
+    assert_eq!(h.take(Socket::Client).remove(0)[4], f("500"));
+}
