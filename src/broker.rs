@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::engine::{Engine, EngineConfig, Output, Socket};
 use crate::error::{Error, Result};
 use crate::protocol::{decode_client, decode_worker, Frame};
+use crate::store::Store;
 
 /// Everything a broker needs to start. `Default` binds loopback on the
 /// standard ports 5555 (clients), 5556 (workers) and 5557 (events).
@@ -32,6 +33,8 @@ pub struct BrokerConfig {
     pub hwm: i32,
     /// State machine limits and timings.
     pub engine: EngineConfig,
+    /// Directory of the durable job store; `None` keeps jobs in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -42,6 +45,7 @@ impl Default for BrokerConfig {
             news_endpoint: Some("tcp://127.0.0.1:5557".into()),
             hwm: 100_000,
             engine: EngineConfig::default(),
+            data_dir: None,
         }
     }
 }
@@ -114,6 +118,7 @@ pub struct Broker {
     workers: zmq::Socket,
     news: Option<zmq::Socket>,
     endpoints: Endpoints,
+    store: Option<Store>,
 }
 
 /// The endpoints a broker actually bound (ports resolved).
@@ -149,6 +154,11 @@ impl Broker {
     /// Creates the sockets and binds them. Bind errors (port in use, bad
     /// endpoint) are reported here, before any thread starts.
     pub fn bind(config: BrokerConfig) -> Result<Broker> {
+        // Open the store first: a corrupt or unwritable file stops the start.
+        let store = match &config.data_dir {
+            Some(dir) => Some(Store::open(dir)?),
+            None => None,
+        };
         let ctx = zmq::Context::new();
         let clients = router(&ctx, &config.client_endpoint, &config)?;
         let workers = router(&ctx, &config.worker_endpoint, &config)?;
@@ -167,7 +177,7 @@ impl Broker {
             worker: bound(&workers)?,
             news: news.as_ref().map(bound).transpose()?,
         };
-        Ok(Broker { config, _ctx: ctx, clients, workers, news, endpoints })
+        Ok(Broker { config, _ctx: ctx, clients, workers, news, endpoints, store })
     }
 
     /// The endpoints actually bound.
@@ -176,12 +186,18 @@ impl Broker {
     }
 
     /// Runs the loop on this thread until `stop` becomes true.
-    pub fn run(self, stop: &AtomicBool) -> Result<()> {
+    pub fn run(mut self, stop: &AtomicBool) -> Result<()> {
         let mut engine_cfg = self.config.engine.clone();
         engine_cfg.emit_events = self.news.is_some();
+        engine_cfg.persist = self.store.is_some();
         let clock = Clock::new();
         let mut engine = Engine::new(engine_cfg, clock.now_ms());
-        let mut io = Io { client_backlog: VecDeque::new(), worker_backlog: VecDeque::new(), out: Vec::new() };
+        let store = self.store.take();
+        if let Some(st) = &store {
+            engine.restore(st.load()?, clock.now_ms());
+        }
+        let mut io = Io { client_backlog: VecDeque::new(), worker_backlog: VecDeque::new(), out: Vec::new(), store };
+        io.commit(&mut engine, &clock);
         tracing::info!(clients = %self.endpoints.client, workers = %self.endpoints.worker, news = ?self.endpoints.news, "broker running");
         const BATCH: usize = 512;
         const BACKLOG_PAUSE: usize = 10_000;
@@ -189,6 +205,7 @@ impl Broker {
             let now = clock.now_ms();
             if now >= engine.next_wakeup() {
                 engine.tick(now, &mut io.out);
+                io.commit(&mut engine, &clock);
                 io.flush(&self, &mut engine, &clock);
             }
             let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, 100) as i64;
@@ -236,6 +253,7 @@ impl Broker {
                 io.flush(&self, &mut engine, &clock);
             }
         }
+        io.commit(&mut engine, &clock);
         // Graceful end: deliver what is pending (bounded), then close.
         let deadline = Instant::now() + Duration::from_millis(500);
         while (!io.client_backlog.is_empty() || !io.worker_backlog.is_empty()) && Instant::now() < deadline {
@@ -263,6 +281,7 @@ struct Io {
     client_backlog: VecDeque<Vec<Frame>>,
     worker_backlog: VecDeque<Vec<Frame>>,
     out: Vec<Output>,
+    store: Option<Store>,
 }
 
 enum SendOutcome {
@@ -297,13 +316,35 @@ fn send_frames(sock: &zmq::Socket, frames: Vec<Frame>) -> std::result::Result<Se
 }
 
 impl Io {
+    /// Writes this turn's journal in one transaction (group commit). On
+    /// failure the engine turns the turn's acknowledgements into refusals.
+    fn commit(&mut self, engine: &mut Engine, clock: &Clock) {
+        let Some(store) = self.store.as_mut() else { return };
+        let ops = engine.take_journal();
+        if ops.is_empty() {
+            if engine.store_failing() && store.probe().is_ok() {
+                engine.store_recovered();
+            }
+            return;
+        }
+        match store.commit(&ops) {
+            Ok(()) => engine.store_recovered(),
+            Err(e) => engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut self.out),
+        }
+    }
+
     fn flush(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {
         // Sending may purge a worker, which may produce more output: loop.
         let mut guard = 0;
         while !self.out.is_empty() && guard < 1000 {
             guard += 1;
+            self.commit(engine, clock);
             let batch = std::mem::take(&mut self.out);
             for o in batch {
+                let o = match o {
+                    Output::Durable { ok, .. } => Output::Send(Socket::Client, ok),
+                    other => other,
+                };
                 match o {
                     Output::Send(Socket::Client, frames) => {
                         if !self.client_backlog.is_empty() {
@@ -330,6 +371,7 @@ impl Io {
                             Err(e) => tracing::warn!(error = %e, "send to worker failed"),
                         }
                     }
+                    Output::Durable { .. } => unreachable!("converted above"),
                     Output::Event(ev) => {
                         if let Some(news) = &b.news {
                             let json = ev.to_json(clock.now_ms());

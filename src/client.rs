@@ -176,6 +176,23 @@ impl Client {
         Err(Client::status_error(&body, false))
     }
 
+    /// Submits an async job with an idempotency key: while the first job with
+    /// that key is queued, running, or within its result TTL, submitting the
+    /// same key again returns the same job id instead of a new job.
+    pub fn submit_unique(&mut self, service: &str, payload: &[u8], key: &str) -> Result<JobId> {
+        Client::check_service(service)?;
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::InvalidArgument("idempotency key must be 1 to 255 bytes".into()));
+        }
+        let body = self.request("zmws.submit.unique", &[key.as_bytes(), service.as_bytes(), payload])?;
+        if body.len() == 1 {
+            if let Some(id) = JobId::parse(&body[0]) {
+                return Ok(id);
+            }
+        }
+        Err(Client::status_error(&body, false))
+    }
+
     /// Runs a job and waits up to `timeout` for its result.
     pub fn call(&mut self, service: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         self.call_with_partials(service, payload, timeout, &mut |_| {})

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
+use crate::store::{JournalOp, Loaded};
 use crate::protocol::{
     self, encode_client_reply, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request, hex,
     ClientRequest, ClientRoute, Frame, ReplyKind, Version, WorkerCommand, WorkerMessage,
@@ -46,6 +47,8 @@ pub struct EngineConfig {
     pub list_limit: usize,
     /// Whether to emit job events (only when a PUB socket is bound).
     pub emit_events: bool,
+    /// Whether to journal async jobs for the durable store.
+    pub persist: bool,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             max_workers_per_service: 10_000,
             list_limit: 1000,
             emit_events: false,
+            persist: false,
         }
     }
 }
@@ -98,6 +102,16 @@ pub enum Output {
     Send(Socket, Vec<Frame>),
     /// Publish a job event.
     Event(JobEvent),
+    /// A reply to the client socket that may only go out once the journal of
+    /// this turn is committed; `refused` replaces `ok` if the commit fails.
+    Durable {
+        /// The job the reply acknowledges.
+        job: JobId,
+        /// The reply to send after a successful commit.
+        ok: Vec<Frame>,
+        /// The reply to send if the commit failed.
+        refused: Vec<Frame>,
+    },
 }
 
 /// Who waits for a job's outcome.
@@ -124,6 +138,8 @@ struct Job {
     result: Option<Vec<Frame>>,
     failure: Option<String>,
     waiter: Option<Waiter>,
+    durable: bool,
+    unique_key: Option<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -186,6 +202,12 @@ pub struct Engine {
     /// Finished jobs in finishing order, for TTL pruning and history.
     finished: VecDeque<JobId>,
     next_heartbeat_ms: u64,
+    /// Changes for the durable store, drained by the I/O layer each turn.
+    journal: Vec<JournalOp>,
+    /// Idempotency key → job, while the job is live or within its TTL.
+    uniques: HashMap<Box<str>, JobId>,
+    /// Set while the store refuses writes: new async jobs are refused.
+    store_error: Option<String>,
 }
 
 const RESERVED_PREFIXES: &[&[u8]] = &[b"mmi.", b"zmws.", b"titanic.", b"SERVER-"];
@@ -221,6 +243,9 @@ impl Engine {
             deadlines: VecDeque::new(),
             finished: VecDeque::new(),
             next_heartbeat_ms: now_ms + hb,
+            journal: Vec::new(),
+            uniques: HashMap::new(),
+            store_error: None,
         }
     }
 
@@ -271,19 +296,38 @@ impl Engine {
             return reply(out, body);
         }
         match name.as_slice() {
-            b"zmws.submit" | b"titanic.request" => {
+            b"zmws.submit" | b"titanic.request" | b"zmws.submit.unique" => {
                 let titanic = name.starts_with(b"titanic.");
+                let key = if name.as_slice() == b"zmws.submit.unique" {
+                    if body.len() < 2 || body[0].is_empty() || body[0].len() > 255 {
+                        return reply(out, err_body("400", "zmws.submit.unique needs [key (1-255 bytes), service, payload...]"));
+                    }
+                    Some(printable(&body.remove(0)).into_boxed_str())
+                } else {
+                    None
+                };
                 if body.is_empty() || body[0].is_empty() {
                     return reply(out, err_body(if titanic { "500" } else { "400" }, "the first frame must name a service"));
                 }
                 let target = body.remove(0);
-                let body = match self.accept(&target, body, None, now, out) {
-                    Ok(id) if titanic => vec![b"200".to_vec(), id.to_hex().to_vec()],
-                    Ok(id) => vec![id.to_hex().to_vec()],
-                    Err((_, msg)) if titanic => err_body("500", msg),
-                    Err((code, msg)) => err_body(code, msg),
-                };
-                reply(out, body)
+                match self.accept_async(&target, body, key, now, out) {
+                    Ok((id, fresh)) => {
+                        let ok = if titanic { vec![b"200".to_vec(), id.to_hex().to_vec()] } else { vec![id.to_hex().to_vec()] };
+                        if fresh && self.config.persist {
+                            let refused = err_body(if titanic { "500" } else { "503" }, "the job store refused the write");
+                            if let (Some(ok), Some(refused)) = (
+                                encode_client_reply(&route, &service, ReplyKind::Final, ok),
+                                encode_client_reply(&route, &service, ReplyKind::Final, refused),
+                            ) {
+                                out.push(Output::Durable { job: id, ok, refused });
+                            }
+                        } else {
+                            reply(out, ok)
+                        }
+                    }
+                    Err((_, msg)) if titanic => reply(out, err_body("500", msg)),
+                    Err((code, msg)) => reply(out, err_body(code, msg)),
+                }
             }
             b"zmws.call" => {
                 if body.len() < 2 {
@@ -292,7 +336,7 @@ impl Engine {
                 let tag = body.remove(0);
                 let target = body.remove(0);
                 let waiter = Waiter::Call { route: route.clone(), tag: tag.clone() };
-                if let Err((code, msg)) = self.accept(&target, body, Some(waiter), now, out) {
+                if let Err((code, msg)) = self.accept(&target, body, Some(waiter), None, now, out) {
                     reply(out, vec![tag, code.as_bytes().to_vec(), Vec::new(), msg.into_bytes()]);
                 }
             }
@@ -335,7 +379,7 @@ impl Engine {
                 // RFC 9: forget the request and its reply; idempotent, always 200.
                 if let Some(id) = JobId::parse(&body[0]) {
                     let _ = self.cancel(id, now, out);
-                    self.jobs.remove(&id);
+                    self.forget(id);
                 }
                 reply(out, vec![b"200".to_vec()])
             }
@@ -365,11 +409,40 @@ impl Engine {
             }
             _ => {
                 let waiter = Waiter::Mdp { route: route.clone(), service: service.clone() };
-                if let Err((code, msg)) = self.accept(&name, body, Some(waiter), now, out) {
+                if let Err((code, msg)) = self.accept(&name, body, Some(waiter), None, now, out) {
                     reply(out, err_body(code, msg));
                 }
             }
         }
+    }
+
+    /// Accepts an async job (journaled when persisting); an idempotency key
+    /// seen before returns the earlier job. Returns (id, newly created).
+    fn accept_async(
+        &mut self,
+        service: &[u8],
+        payload: Vec<Frame>,
+        key: Option<Box<str>>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(JobId, bool), (&'static str, String)> {
+        if let Some(k) = &key {
+            if let Some(&id) = self.uniques.get(k) {
+                if self.jobs.contains_key(&id) {
+                    return Ok((id, false));
+                }
+            }
+        }
+        if self.config.persist {
+            if let Some(e) = &self.store_error {
+                return Err(("503", format!("the job store refuses writes: {e}")));
+            }
+        }
+        let id = self.accept(service, payload, None, key.clone(), now, out)?;
+        if let Some(k) = key {
+            self.uniques.insert(k, id);
+        }
+        Ok((id, true))
     }
 
     /// Validates and queues a new job. Errors are (status code, message).
@@ -378,6 +451,7 @@ impl Engine {
         service: &[u8],
         payload: Vec<Frame>,
         waiter: Option<Waiter>,
+        unique_key: Option<Box<str>>,
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<JobId, (&'static str, String)> {
@@ -394,6 +468,16 @@ impl Engine {
         }
         let id = JobId::generate(now);
         let payload = if payload.is_empty() { vec![Vec::new()] } else { payload };
+        let durable = self.config.persist && waiter.is_none();
+        if durable {
+            self.journal.push(JournalOp::Insert {
+                id,
+                service: self.services[si].name.to_string(),
+                payload: payload.clone(),
+                created_ms: now,
+                unique_key: unique_key.as_deref().map(str::to_string),
+            });
+        }
         self.jobs.insert(
             id,
             Job {
@@ -410,6 +494,8 @@ impl Engine {
                 result: None,
                 failure: None,
                 waiter,
+                durable,
+                unique_key,
             },
         );
         let svc = &mut self.services[si];
@@ -501,21 +587,11 @@ impl Engine {
             out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
             return;
         }
-        let si = match self.service_index.get(service.as_slice()) {
-            Some(&i) => i,
-            None => {
-                let name: Rc<str> = Rc::from(printable(&service).as_str());
-                self.services.push(Service {
-                    name,
-                    queue: VecDeque::new(),
-                    idle: VecDeque::new(),
-                    live_workers: 0,
-                    stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
-                });
-                self.service_index.insert(service.clone().into_boxed_slice(), self.services.len() - 1);
-                self.services.len() - 1
-            }
-        };
+        let known = self.service_index.contains_key(service.as_slice());
+        let si = self.ensure_service(&service);
+        if !known && self.config.persist {
+            self.journal.push(JournalOp::Service(printable(&service)));
+        }
         if self.services[si].live_workers >= self.config.max_workers_per_service {
             tracing::warn!(service = %printable(&service), "too many workers for service: disconnecting the newest");
             out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
@@ -573,6 +649,9 @@ impl Engine {
         }
         job.state = JobState::Queued;
         job.worker = None;
+        if job.durable {
+            self.journal.push(JournalOp::Requeued { id });
+        }
         let (si, attempt) = (job.service, job.attempts);
         let svc = &mut self.services[si];
         if front {
@@ -684,6 +763,15 @@ impl Engine {
         }
         // The payload is not needed any more; keep memory small.
         job.payload = Vec::new();
+        if job.durable {
+            self.journal.push(JournalOp::Finished {
+                id,
+                state,
+                result: job.result.clone(),
+                failure: job.failure.clone(),
+                at_ms: now,
+            });
+        }
         let detail = job.failure.clone();
         let stats = &mut self.services[si].stats;
         let kind = match state {
@@ -718,7 +806,21 @@ impl Engine {
                 break;
             }
             self.finished.pop_front();
-            self.jobs.remove(&id);
+            self.forget(id);
+        }
+    }
+
+    /// Drops a job record (and its idempotency key and stored row).
+    fn forget(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.remove(&id) {
+            if let Some(k) = job.unique_key {
+                if self.uniques.get(&k) == Some(&id) {
+                    self.uniques.remove(&k);
+                }
+            }
+            if job.durable {
+                self.journal.push(JournalOp::Delete { id });
+            }
         }
     }
 
@@ -756,6 +858,9 @@ impl Engine {
             job.worker = Some(w.identity.clone());
             job.started_ms = now;
             let attempt = job.attempts;
+            if job.durable {
+                self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
+            }
             w.held.push((id, attempt));
             let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &job.payload);
             out.push(Output::Send(Socket::Worker, msg));
@@ -802,6 +907,140 @@ impl Engine {
     /// The I/O layer could not deliver to this worker (it vanished): treat it as dead.
     pub fn worker_unreachable(&mut self, peer: &[u8], now: u64, out: &mut Vec<Output>) {
         self.purge_worker(peer, now, out, "is unreachable");
+    }
+
+    // ----------------------------------------------------------------- store
+
+    /// Takes the journal of changes made since the last call.
+    pub fn take_journal(&mut self) -> Vec<JournalOp> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// The commit of `ops` failed: new async jobs of that batch are dropped
+    /// and their acknowledgements in `out` turned into refusals; further
+    /// async jobs are refused until [`Engine::store_recovered`].
+    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, now: u64, out: &mut [Output]) {
+        if self.store_error.is_none() {
+            tracing::error!(%reason, "job store write failed: refusing new async jobs until it accepts writes again");
+        } else {
+            tracing::debug!(%reason, "job store write failed again");
+        }
+        self.store_error = Some(reason);
+        let mut lost = std::collections::HashSet::new();
+        for op in ops {
+            if let JournalOp::Insert { id, .. } = op {
+                lost.insert(*id);
+            }
+        }
+        for o in out.iter_mut() {
+            if let Output::Durable { job, ok, refused } = o {
+                if lost.contains(job) {
+                    *ok = std::mem::take(refused);
+                }
+            }
+        }
+        for id in lost {
+            if let Some(j) = self.jobs.get_mut(&id) {
+                if j.state == JobState::Queued {
+                    self.queued_total -= 1;
+                }
+                // Final and not durable: a worker's reply is ignored, nothing is journaled.
+                j.state = JobState::Failed;
+                j.durable = false;
+            }
+            self.forget(id);
+        }
+        self.journal.clear();
+        let _ = now;
+    }
+
+    /// The store accepts writes again.
+    pub fn store_recovered(&mut self) {
+        if self.store_error.take().is_some() {
+            tracing::info!("job store writable again: accepting async jobs");
+        }
+    }
+
+    /// Whether new async jobs are being refused because the store failed.
+    pub fn store_failing(&self) -> bool {
+        self.store_error.is_some()
+    }
+
+    /// Rebuilds state from the store at start-up: queued jobs in creation
+    /// order, jobs that were running become queued again (their attempt
+    /// counted; out of attempts means failed), finished jobs stay queryable
+    /// until their TTL.
+    pub fn restore(&mut self, loaded: Loaded, now: u64) {
+        for name in loaded.services {
+            self.ensure_service(name.as_bytes());
+        }
+        let mut requeued = 0usize;
+        for sj in loaded.jobs {
+            let si = self.ensure_service(sj.service.as_bytes());
+            let mut state = sj.state;
+            let mut failure = sj.failure;
+            let mut finished_ms = sj.finished_ms;
+            if state == JobState::Active {
+                if sj.attempts >= self.config.max_attempts {
+                    state = JobState::Failed;
+                    failure = Some(format!("job failed after {} attempt(s): the broker stopped during the last one", sj.attempts));
+                    finished_ms = now;
+                    self.journal.push(JournalOp::Finished { id: sj.id, state, result: None, failure: failure.clone(), at_ms: now });
+                } else {
+                    state = JobState::Queued;
+                    self.journal.push(JournalOp::Requeued { id: sj.id });
+                    requeued += 1;
+                }
+            }
+            let job = Job {
+                id: sj.id,
+                service: si,
+                payload_bytes: sj.payload.iter().map(|f| f.len()).sum(),
+                payload: if state.is_final() { Vec::new() } else { sj.payload },
+                state,
+                attempts: sj.attempts,
+                worker: None,
+                created_ms: sj.created_ms,
+                started_ms: sj.started_ms,
+                finished_ms,
+                result: sj.result,
+                failure,
+                waiter: None,
+                durable: true,
+                unique_key: sj.unique_key.map(String::into_boxed_str),
+            };
+            if let Some(k) = &job.unique_key {
+                self.uniques.insert(k.clone(), job.id);
+            }
+            if state.is_final() {
+                self.finished.push_back(job.id);
+            } else {
+                self.services[si].queue.push_back(job.id);
+                self.queued_total += 1;
+            }
+            self.jobs.insert(job.id, job);
+        }
+        // Finished jobs were loaded in creation order; order them by finish time.
+        let mut fin: Vec<JobId> = self.finished.drain(..).collect();
+        fin.sort_by_key(|id| self.jobs.get(id).map(|j| j.finished_ms).unwrap_or(0));
+        self.finished = fin.into();
+        self.prune_finished(now);
+        tracing::info!(queued = self.queued_total, requeued, kept = self.finished.len(), "job store restored");
+    }
+
+    fn ensure_service(&mut self, name: &[u8]) -> usize {
+        if let Some(&i) = self.service_index.get(name) {
+            return i;
+        }
+        self.services.push(Service {
+            name: Rc::from(printable(name).as_str()),
+            queue: VecDeque::new(),
+            idle: VecDeque::new(),
+            live_workers: 0,
+            stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
+        });
+        self.service_index.insert(name.to_vec().into_boxed_slice(), self.services.len() - 1);
+        self.services.len() - 1
     }
 
     // ----------------------------------------------------------------- views

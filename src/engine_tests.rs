@@ -196,3 +196,76 @@ fn cancelled_queued_job_is_skipped() {
     h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.result"), id]);
     assert_eq!(h.take(Socket::Client).remove(0)[4], f("500"));
 }
+
+#[test]
+fn persisted_submit_is_acked_only_through_the_journal() {
+    use crate::store::JournalOp;
+    let mut e = Engine::new(EngineConfig { persist: true, ..cfg() }, 1_000_000);
+    let mut out = Vec::new();
+    let ready = decode_worker(vec![f("w1"), f("MDPW02"), vec![1], f("s")]).unwrap();
+    e.on_worker(ready, 1_000_000, &mut out);
+    e.on_worker(decode_worker(vec![f("w1"), f("MDPW02"), vec![6]]).unwrap(), 1_000_000, &mut out);
+    let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), f("x")]).unwrap();
+    e.on_client(sub, 1_000_001, &mut out);
+    let journal = e.take_journal();
+    assert!(matches!(journal[0], JournalOp::Service(_)));
+    assert!(journal.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
+    assert!(out.iter().any(|o| matches!(o, Output::Durable { .. })));
+    // A failed commit turns the ack into a refusal and forgets the job.
+    e.store_failed(&journal, "disk full".into(), 1_000_002, &mut out);
+    let refused = out.iter().find_map(|o| match o {
+        Output::Durable { ok, .. } => Some(ok.clone()),
+        _ => None,
+    });
+    assert_eq!(refused.unwrap()[4], f("503"));
+    assert_eq!(e.queued(), 0);
+    let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), f("y")]).unwrap();
+    let mut out2 = Vec::new();
+    e.on_client(sub, 1_000_003, &mut out2);
+    match &out2[0] {
+        Output::Send(Socket::Client, m) => assert_eq!(m[4], f("503")),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn idempotency_key_returns_the_same_job() {
+    let mut h = Harness::new();
+    h.ready("w1", "s");
+    h.worker(vec![f("w1"), f("MDPW02"), vec![6]]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit.unique"), f("k1"), f("s"), f("x")]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit.unique"), f("k1"), f("s"), f("x")]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit.unique"), f("k2"), f("s"), f("x")]);
+    let r = h.take(Socket::Client);
+    assert_eq!(r[0][4], r[1][4]);
+    assert_ne!(r[0][4], r[2][4]);
+    assert_eq!(h.e.queued(), 2);
+}
+
+#[test]
+fn restore_requeues_active_jobs_and_keeps_results() {
+    use crate::job::{JobId, JobState};
+    use crate::store::{Loaded, StoredJob};
+    let mk = |n: u64, state: JobState, attempts: u32| StoredJob {
+        id: JobId::generate(1_000_000 + n),
+        service: "s".into(),
+        payload: vec![f("p")],
+        state,
+        attempts,
+        created_ms: 1_000_000 + n,
+        started_ms: 0,
+        finished_ms: if state == JobState::Complete { 1_000_500 } else { 0 },
+        result: (state == JobState::Complete).then(|| vec![f("r")]),
+        failure: None,
+        unique_key: None,
+    };
+    let loaded = Loaded {
+        services: vec!["s".into()],
+        jobs: vec![mk(1, JobState::Queued, 0), mk(2, JobState::Active, 1), mk(3, JobState::Complete, 1), mk(4, JobState::Active, 2)],
+    };
+    let mut e = Engine::new(EngineConfig { persist: true, ..cfg() }, 1_001_000);
+    e.restore(loaded, 1_001_000);
+    assert_eq!(e.queued(), 2, "queued + active-with-attempts-left");
+    let hist = e.list_jobs(crate::job::JobList::History);
+    assert_eq!(hist.len(), 2, "the complete one and the one out of attempts");
+}

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ffi;
 pub mod job;
 pub mod protocol;
+pub mod store;
 pub mod worker;
 
 pub use broker::{Broker, BrokerConfig, BrokerHandle, Endpoints};

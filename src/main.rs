@@ -146,6 +146,12 @@ struct BrokerArgs {
     /// Length of the history listing.
     #[arg(long, default_value_t = 100)]
     history: usize,
+    /// Directory of the durable job store (SQLite).
+    #[arg(long, default_value = "./var")]
+    data_dir: std::path::PathBuf,
+    /// Keep jobs in memory only (tests, benchmarks).
+    #[arg(long)]
+    no_persist: bool,
 }
 
 #[derive(Args)]
@@ -237,6 +243,7 @@ fn run(cmd: Cmd) -> Result<(), Error> {
             e.result_ttl_ms = a.result_ttl_ms;
             e.max_finished = a.max_finished;
             e.history_len = a.history;
+            cfg.data_dir = if a.no_persist { None } else { Some(a.data_dir) };
             let broker = Broker::bind(cfg)?;
             let ep = broker.endpoints().clone();
             eprintln!("zmws broker: clients {} workers {} news {}", ep.client, ep.worker, ep.news.as_deref().unwrap_or("off"));

@@ -1,0 +1,368 @@
+//! The durable job store: SQLite (bundled, WAL mode) under the broker's data
+//! directory. The engine journals what matters ([`JournalOp`]); the broker loop
+//! commits everything one loop turn produced in one transaction (group
+//! commit) *before* it sends any reply of that turn, so a job id is never
+//! returned for a job that is not on disk.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::error::{Error, Result};
+use crate::job::{JobId, JobState};
+use crate::protocol::Frame;
+
+/// One change to write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JournalOp {
+    /// A service was offered for the first time.
+    Service(String),
+    /// An async job was accepted.
+    Insert {
+        /// The job.
+        id: JobId,
+        /// Its service.
+        service: String,
+        /// Payload frames.
+        payload: Vec<Frame>,
+        /// Acceptance time (Unix ms).
+        created_ms: u64,
+        /// Idempotency key, if the submit carried one.
+        unique_key: Option<String>,
+    },
+    /// An attempt started.
+    Started {
+        /// The job.
+        id: JobId,
+        /// Attempt number.
+        attempt: u32,
+        /// Start time.
+        at_ms: u64,
+    },
+    /// The job went back to its queue.
+    Requeued {
+        /// The job.
+        id: JobId,
+    },
+    /// The job reached a final state.
+    Finished {
+        /// The job.
+        id: JobId,
+        /// Complete, failed or cancelled.
+        state: JobState,
+        /// Result frames when complete.
+        result: Option<Vec<Frame>>,
+        /// Reason when failed or cancelled.
+        failure: Option<String>,
+        /// Finish time.
+        at_ms: u64,
+    },
+    /// The record expired or was closed.
+    Delete {
+        /// The job.
+        id: JobId,
+    },
+}
+
+/// A job read back at start-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredJob {
+    /// The job.
+    pub id: JobId,
+    /// Its service.
+    pub service: String,
+    /// Payload frames.
+    pub payload: Vec<Frame>,
+    /// State on disk (active means "was running when the broker stopped").
+    pub state: JobState,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Acceptance time.
+    pub created_ms: u64,
+    /// Last start time.
+    pub started_ms: u64,
+    /// Finish time.
+    pub finished_ms: u64,
+    /// Result frames.
+    pub result: Option<Vec<Frame>>,
+    /// Failure reason.
+    pub failure: Option<String>,
+    /// Idempotency key.
+    pub unique_key: Option<String>,
+}
+
+/// Everything read back at start-up.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    /// Services ever offered.
+    pub services: Vec<String>,
+    /// Jobs in creation order.
+    pub jobs: Vec<StoredJob>,
+}
+
+/// The open database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn state_code(s: JobState) -> i64 {
+    match s {
+        JobState::Queued => 0,
+        JobState::Active => 1,
+        JobState::Complete => 2,
+        JobState::Failed => 3,
+        JobState::Cancelled => 4,
+    }
+}
+
+fn state_from(code: i64) -> JobState {
+    match code {
+        1 => JobState::Active,
+        2 => JobState::Complete,
+        3 => JobState::Failed,
+        4 => JobState::Cancelled,
+        _ => JobState::Queued,
+    }
+}
+
+/// Frames as one blob: a single frame is stored raw (`nframes` = 1); several
+/// are stored as u32-LE length + bytes each.
+fn pack(frames: &[Frame]) -> (i64, Vec<u8>) {
+    if frames.len() == 1 {
+        return (1, frames[0].clone());
+    }
+    let mut out = Vec::new();
+    for f in frames {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    (frames.len() as i64, out)
+}
+
+fn unpack(n: i64, blob: Vec<u8>) -> Vec<Frame> {
+    if n == 1 {
+        return vec![blob];
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 4 <= blob.len() {
+        let len = u32::from_le_bytes([blob[i], blob[i + 1], blob[i + 2], blob[i + 3]]) as usize;
+        i += 4;
+        let end = (i + len).min(blob.len());
+        out.push(blob[i..end].to_vec());
+        i = end;
+    }
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}
+
+fn id_bytes(id: JobId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/zmws.db`. A file that is not a zmws
+    /// database, is corrupt, or cannot be written is an error naming the file.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let path = dir.join("zmws.db");
+        let named = |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", path.display()));
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE)
+            .map_err(named)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(named)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(named)?;
+        if check != "ok" {
+            return Err(Error::Io(format!("job store {} is corrupt: {check}", path.display())));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(named)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(named)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS services (name TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS jobs (
+                 id BLOB PRIMARY KEY,
+                 service TEXT NOT NULL,
+                 nframes INTEGER NOT NULL,
+                 payload BLOB NOT NULL,
+                 state INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 created_ms INTEGER NOT NULL,
+                 started_ms INTEGER NOT NULL DEFAULT 0,
+                 finished_ms INTEGER NOT NULL DEFAULT 0,
+                 rframes INTEGER,
+                 result BLOB,
+                 failure TEXT,
+                 unique_key TEXT
+             ) WITHOUT ROWID;
+             INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');",
+        )
+        .map_err(named)?;
+        let schema: String = conn.query_row("SELECT v FROM meta WHERE k = 'schema'", [], |r| r.get(0)).map_err(named)?;
+        if schema != "1" {
+            return Err(Error::Io(format!("job store {} has unknown schema version {schema}", path.display())));
+        }
+        Ok(Store { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads back every service and job, jobs in creation order.
+    pub fn load(&self) -> Result<Loaded> {
+        let named = |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", self.path.display()));
+        let mut loaded = Loaded::default();
+        let mut st = self.conn.prepare("SELECT name FROM services ORDER BY name").map_err(named)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(named)?;
+        for r in rows {
+            loaded.services.push(r.map_err(named)?);
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, service, nframes, payload, state, attempts, created_ms, started_ms, finished_ms,
+                        rframes, result, failure, unique_key FROM jobs ORDER BY id",
+            )
+            .map_err(named)?;
+        let rows = st
+            .query_map([], |r| {
+                let id: Vec<u8> = r.get(0)?;
+                let mut b = [0u8; 16];
+                if id.len() == 16 {
+                    b.copy_from_slice(&id);
+                }
+                let rframes: Option<i64> = r.get(9)?;
+                let result: Option<Vec<u8>> = r.get(10)?;
+                Ok(StoredJob {
+                    id: JobId(u128::from_be_bytes(b)),
+                    service: r.get(1)?,
+                    payload: unpack(r.get(2)?, r.get(3)?),
+                    state: state_from(r.get(4)?),
+                    attempts: r.get::<_, i64>(5)? as u32,
+                    created_ms: r.get::<_, i64>(6)? as u64,
+                    started_ms: r.get::<_, i64>(7)? as u64,
+                    finished_ms: r.get::<_, i64>(8)? as u64,
+                    result: match (rframes, result) {
+                        (Some(n), Some(blob)) => Some(unpack(n, blob)),
+                        _ => None,
+                    },
+                    failure: r.get(11)?,
+                    unique_key: r.get(12)?,
+                })
+            })
+            .map_err(named)?;
+        for r in rows {
+            loaded.jobs.push(r.map_err(named)?);
+        }
+        Ok(loaded)
+    }
+
+    /// Writes a batch of changes in one transaction.
+    pub fn commit(&mut self, ops: &[JournalOp]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let named = move |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", path.display()));
+        let tx = self.conn.transaction().map_err(&named)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO jobs (id, service, nframes, payload, state, attempts, created_ms, unique_key)
+                     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6)",
+                )
+                .map_err(&named)?;
+            let mut started = tx
+                .prepare_cached("UPDATE jobs SET state = 1, attempts = ?2, started_ms = ?3 WHERE id = ?1")
+                .map_err(&named)?;
+            let mut requeued = tx.prepare_cached("UPDATE jobs SET state = 0 WHERE id = ?1").map_err(&named)?;
+            let mut finished = tx
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?2, rframes = ?3, result = ?4, failure = ?5, finished_ms = ?6,
+                     payload = x'' , nframes = 1 WHERE id = ?1",
+                )
+                .map_err(&named)?;
+            let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(&named)?;
+            let mut service = tx.prepare_cached("INSERT OR IGNORE INTO services (name) VALUES (?1)").map_err(&named)?;
+            for op in ops {
+                match op {
+                    JournalOp::Service(name) => {
+                        service.execute(params![name]).map_err(&named)?;
+                    }
+                    JournalOp::Insert { id, service: svc, payload, created_ms, unique_key } => {
+                        let (n, blob) = pack(payload);
+                        insert
+                            .execute(params![&id_bytes(*id)[..], svc, n, blob, *created_ms as i64, unique_key])
+                            .map_err(&named)?;
+                    }
+                    JournalOp::Started { id, attempt, at_ms } => {
+                        started.execute(params![&id_bytes(*id)[..], *attempt as i64, *at_ms as i64]).map_err(&named)?;
+                    }
+                    JournalOp::Requeued { id } => {
+                        requeued.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
+                    }
+                    JournalOp::Finished { id, state, result, failure, at_ms } => {
+                        let (rn, rblob) = match result {
+                            Some(r) => {
+                                let (n, b) = pack(r);
+                                (Some(n), Some(b))
+                            }
+                            None => (None, None),
+                        };
+                        finished
+                            .execute(params![&id_bytes(*id)[..], state_code(*state), rn, rblob, failure, *at_ms as i64])
+                            .map_err(&named)?;
+                    }
+                    JournalOp::Delete { id } => {
+                        delete.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(&named)
+    }
+
+    /// A tiny write that tells whether the store accepts writes again.
+    pub fn probe(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        self.conn
+            .execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('probe', strftime('%s','now'))", [])
+            .map(|_| ())
+            .map_err(|e| Error::Io(format!("job store {}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corrupt_file() {
+        let dir = std::env::temp_dir().join(format!("zmws-store-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = Store::open(&dir).unwrap();
+        let id = JobId::generate(1_700_000_000_000);
+        s.commit(&[
+            JournalOp::Service("S".into()),
+            JournalOp::Insert { id, service: "S".into(), payload: vec![b"a".to_vec(), b"bc".to_vec()], created_ms: 5, unique_key: Some("k".into()) },
+            JournalOp::Started { id, attempt: 1, at_ms: 6 },
+        ])
+        .unwrap();
+        let l = s.load().unwrap();
+        assert_eq!(l.services, vec!["S".to_string()]);
+        assert_eq!(l.jobs[0].payload, vec![b"a".to_vec(), b"bc".to_vec()]);
+        assert_eq!(l.jobs[0].state, JobState::Active);
+        assert_eq!(l.jobs[0].unique_key.as_deref(), Some("k"));
+        drop(s);
+        let bad = dir.join("bad");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("zmws.db"), vec![0x5a; 8192]).unwrap();
+        let err = Store::open(&bad).err().expect("corrupt file must fail");
+        assert!(err.to_string().contains("zmws.db"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
