@@ -164,7 +164,9 @@ impl Broker {
         let workers = router(&ctx, &config.worker_endpoint, &config)?;
         let news = match &config.news_endpoint {
             Some(ep) => {
-                let s = ctx.socket(zmq::PUB)?;
+                // XPUB: we see subscriptions, so events are only built while
+                // someone listens.
+                let s = ctx.socket(zmq::XPUB)?;
                 s.set_sndhwm(config.hwm)?;
                 s.set_linger(0)?;
                 s.bind(&normalize_bind(ep)).map_err(|e| Error::Io(format!("cannot bind {ep}: {e}")))?;
@@ -188,7 +190,8 @@ impl Broker {
     /// Runs the loop on this thread until `stop` becomes true.
     pub fn run(mut self, stop: &AtomicBool) -> Result<()> {
         let mut engine_cfg = self.config.engine.clone();
-        engine_cfg.emit_events = self.news.is_some();
+        engine_cfg.emit_events = false; // switched on while the news socket has subscribers
+        let mut topics: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         engine_cfg.persist = self.store.is_some();
         let clock = Clock::new();
         let mut engine = Engine::new(engine_cfg, clock.now_ms());
@@ -210,17 +213,35 @@ impl Broker {
             }
             let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, 100) as i64;
             let client_in = io.client_backlog.len() < BACKLOG_PAUSE;
+            let news_events = if self.news.is_some() { zmq::POLLIN } else { zmq::PollEvents::empty() };
             let mut items = [
                 self.workers.as_poll_item(if io.worker_backlog.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT }),
                 self.clients.as_poll_item(
                     (if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() })
                         | (if io.client_backlog.is_empty() { zmq::PollEvents::empty() } else { zmq::POLLOUT }),
                 ),
+                self.news.as_ref().unwrap_or(&self.workers).as_poll_item(news_events),
             ];
             match zmq::poll(&mut items, wait) {
                 Ok(_) => {}
                 Err(zmq::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
+            }
+            if items[2].is_readable() {
+                if let Some(news) = &self.news {
+                    while let Ok(sub) = news.recv_bytes(zmq::DONTWAIT) {
+                        match sub.split_first() {
+                            Some((1, topic)) => {
+                                topics.insert(topic.to_vec());
+                            }
+                            Some((0, topic)) => {
+                                topics.remove(topic);
+                            }
+                            _ => {}
+                        }
+                    }
+                    engine.set_emit_events(!topics.is_empty());
+                }
             }
             let (worker_ready, client_ready) = (items[0].is_readable(), items[1].is_readable());
             if items[0].is_writable() || items[1].is_writable() {

@@ -249,6 +249,11 @@ impl Engine {
         }
     }
 
+    /// Turns job events on or off (the broker does so while the news socket has subscribers).
+    pub fn set_emit_events(&mut self, on: bool) {
+        self.config.emit_events = on;
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &EngineConfig {
         &self.config
@@ -1167,15 +1172,20 @@ impl Engine {
 impl JobEvent {
     /// The JSON text published for this event.
     pub fn to_json(&self, now_ms: u64) -> String {
-        serde_json::json!({
-            "event": self.kind,
-            "job_id": self.job_id.to_string(),
-            "service": &*self.service,
-            "attempt": self.attempt,
-            "detail": self.detail,
-            "ts_ms": now_ms,
-        })
-        .to_string()
+        use std::fmt::Write;
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut out = String::with_capacity(160);
+        let _ = write!(
+            out,
+            "{{\"event\":\"{}\",\"job_id\":\"{}\",\"service\":{},\"attempt\":{},\"detail\":{},\"ts_ms\":{}}}",
+            self.kind,
+            self.job_id,
+            quote(&self.service),
+            self.attempt,
+            self.detail.as_deref().map(quote).unwrap_or_else(|| "null".into()),
+            now_ms
+        );
+        out
     }
 }
 

@@ -269,3 +269,14 @@ fn restore_requeues_active_jobs_and_keeps_results() {
     let hist = e.list_jobs(crate::job::JobList::History);
     assert_eq!(hist.len(), 2, "the complete one and the one out of attempts");
 }
+
+#[test]
+fn event_json_is_valid() {
+    use crate::engine::JobEvent;
+    let ev = JobEvent { kind: "failed", job_id: crate::job::JobId(7), service: "S\"x".into(), attempt: 2, detail: Some("bad \"thing\"\n".into()) };
+    let v: serde_json::Value = serde_json::from_str(&ev.to_json(5)).unwrap();
+    assert_eq!(v["service"], "S\"x");
+    assert_eq!(v["detail"], "bad \"thing\"\n");
+    assert_eq!(v["attempt"], 2);
+    assert_eq!(v["job_id"].as_str().unwrap().len(), 32);
+}
