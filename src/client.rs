@@ -87,6 +87,23 @@ impl Client {
         })
     }
 
+    /// Sends a request, moving to the next endpoint when the current broker
+    /// cannot take it within the request timeout (no connection).
+    fn send_failover(&mut self, service: &[u8], body: &[&[u8]]) -> Result<()> {
+        let mut last = None;
+        for _ in 0..self.endpoints.len().max(1) {
+            match self.send(service, body) {
+                Ok(()) => return Ok(()),
+                Err(e @ Error::Timeout(_)) => {
+                    last = Some(e);
+                    self.failover()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Timeout("no broker reachable".into())))
+    }
+
     /// Receives one MDP/0.2 reply: (is_final, service, body). `None` on timeout.
     fn recv(&self, deadline: Instant) -> Result<Option<(bool, Frame, Vec<Frame>)>> {
         loop {
@@ -209,7 +226,7 @@ impl Client {
         Client::check_service(service)?;
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
-        self.send(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
+        self.send_failover(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
         let deadline = Instant::now() + timeout;
         loop {
             match self.recv(deadline)? {
@@ -255,7 +272,11 @@ impl Client {
         while done < n {
             while sent < n && sent - done < BATCH_WINDOW {
                 let tag = (base + sent as u64).to_string().into_bytes();
-                self.send(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                if sent == 0 {
+                    self.send_failover(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                } else {
+                    self.send(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                }
                 tags.insert(tag, sent);
                 sent += 1;
             }

@@ -123,23 +123,96 @@ enum Waiter {
     Call { route: ClientRoute, tag: Frame },
 }
 
+/// A job record. Kept small (64 bytes; the id is the map key) because a
+/// broker may hold a million queued jobs: the fields a queued async job does
+/// not need live in [`JobExtra`], allocated only when used.
 #[derive(Debug)]
 struct Job {
-    id: JobId,
-    service: usize,
-    payload: Vec<Frame>,
-    payload_bytes: usize,
-    state: JobState,
-    attempts: u32,
+    /// Payload frames packed in one allocation (see [`pack_frames`]); emptied when the job finishes.
+    payload: Box<[u8]>,
+    /// Worker running the current attempt.
     worker: Option<Rc<[u8]>>,
     created_ms: u64,
     started_ms: u64,
+    extra: Option<Box<JobExtra>>,
+    service: u32,
+    attempts: u16,
+    state: JobState,
+    /// `DURABLE` | `MULTI_FRAME`.
+    flags: u8,
+}
+
+/// The job was journaled to the store.
+const DURABLE: u8 = 1;
+/// `payload` holds several length-prefixed frames.
+const MULTI_FRAME: u8 = 2;
+
+/// The less common parts of a job record.
+#[derive(Debug, Default)]
+struct JobExtra {
     finished_ms: u64,
+    payload_bytes: usize,
     result: Option<Vec<Frame>>,
     failure: Option<String>,
     waiter: Option<Waiter>,
-    durable: bool,
     unique_key: Option<Box<str>>,
+}
+
+/// Packs frames into one buffer: a single frame as is, several as
+/// u32-LE length + bytes each. Returns the buffer and whether it is multi-frame.
+fn pack_frames(mut frames: Vec<Frame>) -> (Box<[u8]>, bool) {
+    if frames.len() == 1 {
+        return (frames.pop().unwrap_or_default().into_boxed_slice(), false);
+    }
+    let mut out = Vec::with_capacity(frames.iter().map(|f| f.len() + 4).sum());
+    for f in &frames {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    (out.into_boxed_slice(), true)
+}
+
+/// The frames of a packed buffer, as slices into it.
+fn frame_slices(data: &[u8], multi: bool) -> Vec<&[u8]> {
+    if !multi {
+        return vec![data];
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 4 <= data.len() {
+        let len = u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]) as usize;
+        let end = (i + 4 + len).min(data.len());
+        out.push(&data[i + 4..end]);
+        i = end;
+    }
+    out
+}
+
+impl Job {
+    fn durable(&self) -> bool {
+        self.flags & DURABLE != 0
+    }
+    fn payload_bytes(&self) -> usize {
+        match &self.extra {
+            Some(x) if self.state.is_final() => x.payload_bytes,
+            _ => frame_slices(&self.payload, self.flags & MULTI_FRAME != 0).iter().map(|f| f.len()).sum(),
+        }
+    }
+    fn extra_mut(&mut self) -> &mut JobExtra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+    fn waiter(&self) -> Option<&Waiter> {
+        self.extra.as_ref().and_then(|x| x.waiter.as_ref())
+    }
+    fn result(&self) -> Option<&Vec<Frame>> {
+        self.extra.as_ref().and_then(|x| x.result.as_ref())
+    }
+    fn failure(&self) -> Option<&String> {
+        self.extra.as_ref().and_then(|x| x.failure.as_ref())
+    }
+    fn finished_ms(&self) -> u64 {
+        self.extra.as_ref().map(|x| x.finished_ms).unwrap_or(0)
+    }
 }
 
 #[derive(Debug)]
@@ -347,7 +420,7 @@ impl Engine {
             }
             b"zmws.status" => {
                 let body = match self.lookup(&body[0]) {
-                    Some(job) => vec![serde_json::to_vec(&self.status_of(job)).unwrap_or_default()],
+                    Some((id, job)) => vec![serde_json::to_vec(&self.status_of(id, job)).unwrap_or_default()],
                     None => err_body("404", format!("unknown job id '{}'", printable(&body[0]))),
                 };
                 reply(out, body)
@@ -356,15 +429,15 @@ impl Engine {
                 let titanic = name.starts_with(b"titanic.");
                 let body = match self.lookup(&body[0]) {
                     None => err_body(if titanic { "400" } else { "404" }, format!("unknown job id '{}'", printable(&body[0]))),
-                    Some(job) => match job.state {
+                    Some((_, job)) => match job.state {
                         JobState::Complete => {
                             let mut b = vec![b"200".to_vec()];
-                            b.extend(job.result.clone().unwrap_or_default());
+                            b.extend(job.result().cloned().unwrap_or_default());
                             b
                         }
                         JobState::Queued | JobState::Active => err_body("300", format!("job is {}", job.state.as_str())),
                         JobState::Failed | JobState::Cancelled => {
-                            err_body("500", job.failure.clone().unwrap_or_else(|| "job failed".into()))
+                            err_body("500", job.failure().cloned().unwrap_or_else(|| "job failed".into()))
                         }
                     },
                 };
@@ -483,24 +556,24 @@ impl Engine {
                 unique_key: unique_key.as_deref().map(str::to_string),
             });
         }
+        let (packed, multi) = pack_frames(payload);
+        let extra = if waiter.is_some() || unique_key.is_some() {
+            Some(Box::new(JobExtra { waiter, unique_key, ..Default::default() }))
+        } else {
+            None
+        };
         self.jobs.insert(
             id,
             Job {
-                id,
-                service: si,
-                payload,
-                payload_bytes: size,
-                state: JobState::Queued,
-                attempts: 0,
+                payload: packed,
                 worker: None,
                 created_ms: now,
                 started_ms: 0,
-                finished_ms: 0,
-                result: None,
-                failure: None,
-                waiter,
-                durable,
-                unique_key,
+                extra,
+                service: si as u32,
+                attempts: 0,
+                state: JobState::Queued,
+                flags: if durable { DURABLE } else { 0 } | if multi { MULTI_FRAME } else { 0 },
             },
         );
         let svc = &mut self.services[si];
@@ -512,8 +585,8 @@ impl Engine {
         Ok(id)
     }
 
-    fn lookup(&self, text: &[u8]) -> Option<&Job> {
-        JobId::parse(text).and_then(|id| self.jobs.get(&id))
+    fn lookup(&self, text: &[u8]) -> Option<(JobId, &Job)> {
+        JobId::parse(text).and_then(|id| self.jobs.get(&id).map(|j| (id, j)))
     }
 
     fn cancel(&mut self, id: JobId, now: u64, out: &mut Vec<Output>) -> Result<(), (&'static str, String)> {
@@ -635,7 +708,7 @@ impl Engine {
         tracing::info!(worker = %hex(peer), service = %self.services[si].name, why, jobs = w.held.len(), "worker removed");
         // Requeue in reverse so the oldest ends up first.
         for &(id, attempt) in w.held.iter().rev() {
-            let current = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts == attempt && j.worker.as_deref() == Some(peer));
+            let current = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts as u32 == attempt && j.worker.as_deref() == Some(peer));
             if current == Some(true) {
                 self.retry_or_fail(id, format!("worker {why}"), true, now, out);
             }
@@ -647,17 +720,17 @@ impl Engine {
     fn retry_or_fail(&mut self, id: JobId, why: String, front: bool, now: u64, out: &mut Vec<Output>) {
         let max = self.config.max_attempts;
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        if job.attempts >= max {
+        if job.attempts as u32 >= max {
             let reason = format!("job failed after {} attempt(s): {why}", job.attempts);
             self.finish(id, JobState::Failed, None, Some(reason), now, out);
             return;
         }
         job.state = JobState::Queued;
         job.worker = None;
-        if job.durable {
+        if job.durable() {
             self.journal.push(JournalOp::Requeued { id });
         }
-        let (si, attempt) = (job.service, job.attempts);
+        let (si, attempt) = (job.service as usize, job.attempts as u32);
         let svc = &mut self.services[si];
         if front {
             svc.queue.push_front(id);
@@ -676,8 +749,8 @@ impl Engine {
         if job.state != JobState::Active || job.worker.as_deref() != Some(peer) {
             return;
         }
-        let (si, attempt) = (job.service, job.attempts);
-        match &job.waiter {
+        let (si, attempt) = (job.service as usize, job.attempts as u32);
+        match job.waiter() {
             Some(Waiter::Mdp { route, service }) => {
                 if let Some(m) = encode_client_reply(route, service, ReplyKind::Partial, body) {
                     out.push(Output::Send(Socket::Client, m));
@@ -714,7 +787,7 @@ impl Engine {
         let current = self
             .jobs
             .get(&id)
-            .map(|j| j.state == JobState::Active && j.attempts == attempt && j.worker.as_deref() == Some(peer))
+            .map(|j| j.state == JobState::Active && j.attempts as u32 == attempt && j.worker.as_deref() == Some(peer))
             .unwrap_or(false);
         if current {
             match outcome {
@@ -729,19 +802,25 @@ impl Engine {
     /// Moves a job to a final state, answers its waiter, records it for TTL.
     fn finish(&mut self, id: JobId, state: JobState, result: Option<Vec<Frame>>, failure: Option<String>, now: u64, out: &mut Vec<Output>) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
+        let payload_bytes = job.payload_bytes();
+        // The payload is not needed any more; keep memory small.
+        job.payload = Box::default();
         job.state = state;
-        job.finished_ms = now;
-        job.result = result;
-        job.failure = failure;
-        let si = job.service;
-        let attempt = job.attempts;
+        let si = job.service as usize;
+        let attempt = job.attempts as u32;
         let latency = now.saturating_sub(job.created_ms);
-        if let Some(waiter) = job.waiter.take() {
+        let durable = job.durable();
+        let x = job.extra_mut();
+        x.finished_ms = now;
+        x.payload_bytes = payload_bytes;
+        x.result = result;
+        x.failure = failure;
+        if let Some(waiter) = x.waiter.take() {
             let (route, service, body) = match waiter {
                 Waiter::Mdp { route, service } => {
                     let body = match state {
-                        JobState::Complete => job.result.clone().unwrap_or_default(),
-                        _ => err_body("500", job.failure.clone().unwrap_or_default()),
+                        JobState::Complete => x.result.clone().unwrap_or_default(),
+                        _ => err_body("500", x.failure.clone().unwrap_or_default()),
                     };
                     (route, service, body)
                 }
@@ -751,12 +830,12 @@ impl Engine {
                         JobState::Complete => {
                             body.push(b"200".to_vec());
                             body.push(id.to_hex().to_vec());
-                            body.extend(job.result.clone().unwrap_or_default());
+                            body.extend(x.result.clone().unwrap_or_default());
                         }
                         _ => {
                             body.push(b"500".to_vec());
                             body.push(id.to_hex().to_vec());
-                            body.push(job.failure.clone().unwrap_or_default().into_bytes());
+                            body.push(x.failure.clone().unwrap_or_default().into_bytes());
                         }
                     }
                     (route, b"zmws.call".to_vec(), body)
@@ -766,18 +845,10 @@ impl Engine {
                 out.push(Output::Send(Socket::Client, m));
             }
         }
-        // The payload is not needed any more; keep memory small.
-        job.payload = Vec::new();
-        if job.durable {
-            self.journal.push(JournalOp::Finished {
-                id,
-                state,
-                result: job.result.clone(),
-                failure: job.failure.clone(),
-                at_ms: now,
-            });
+        if durable {
+            self.journal.push(JournalOp::Finished { id, state, result: x.result.clone(), failure: x.failure.clone(), at_ms: now });
         }
-        let detail = job.failure.clone();
+        let detail = x.failure.clone();
         let stats = &mut self.services[si].stats;
         let kind = match state {
             JobState::Complete => {
@@ -804,7 +875,7 @@ impl Engine {
     fn prune_finished(&mut self, now: u64) {
         while let Some(&id) = self.finished.front() {
             let expired = match self.jobs.get(&id) {
-                Some(j) => self.finished.len() > self.config.max_finished || now.saturating_sub(j.finished_ms) >= self.config.result_ttl_ms,
+                Some(j) => self.finished.len() > self.config.max_finished || now.saturating_sub(j.finished_ms()) >= self.config.result_ttl_ms,
                 None => true,
             };
             if !expired {
@@ -818,12 +889,12 @@ impl Engine {
     /// Drops a job record (and its idempotency key and stored row).
     fn forget(&mut self, id: JobId) {
         if let Some(job) = self.jobs.remove(&id) {
-            if let Some(k) = job.unique_key {
+            if let Some(k) = job.extra.and_then(|x| x.unique_key) {
                 if self.uniques.get(&k) == Some(&id) {
                     self.uniques.remove(&k);
                 }
             }
-            if job.durable {
+            if job.flags & DURABLE != 0 {
                 self.journal.push(JournalOp::Delete { id });
             }
         }
@@ -862,12 +933,13 @@ impl Engine {
             job.attempts += 1;
             job.worker = Some(w.identity.clone());
             job.started_ms = now;
-            let attempt = job.attempts;
-            if job.durable {
+            let attempt = job.attempts as u32;
+            if job.durable() {
                 self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
             }
             w.held.push((id, attempt));
-            let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &job.payload);
+            let frames = frame_slices(&job.payload, job.flags & MULTI_FRAME != 0);
+            let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &frames);
             out.push(Output::Send(Socket::Worker, msg));
             if (w.held.len() as u32) < w.capacity {
                 w.in_idle = true;
@@ -889,7 +961,7 @@ impl Engine {
                 break;
             }
             self.deadlines.pop_front();
-            let live = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts == attempt).unwrap_or(false);
+            let live = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts as u32 == attempt).unwrap_or(false);
             if live {
                 let timeout = self.config.job_timeout_ms;
                 self.retry_or_fail(id, format!("attempt {attempt} timed out after {timeout} ms"), false, now, out);
@@ -951,7 +1023,7 @@ impl Engine {
                 }
                 // Final and not durable: a worker's reply is ignored, nothing is journaled.
                 j.state = JobState::Failed;
-                j.durable = false;
+                j.flags &= !DURABLE;
             }
             self.forget(id);
         }
@@ -997,37 +1069,39 @@ impl Engine {
                     requeued += 1;
                 }
             }
+            let payload_bytes = sj.payload.iter().map(|f| f.len()).sum();
+            let (payload, multi) = if state.is_final() { (Box::default(), false) } else { pack_frames(sj.payload) };
+            let unique_key = sj.unique_key.map(String::into_boxed_str);
+            if let Some(k) = &unique_key {
+                self.uniques.insert(k.clone(), sj.id);
+            }
+            let extra = if state.is_final() || unique_key.is_some() {
+                Some(Box::new(JobExtra { finished_ms, payload_bytes, result: sj.result, failure, waiter: None, unique_key }))
+            } else {
+                None
+            };
             let job = Job {
-                id: sj.id,
-                service: si,
-                payload_bytes: sj.payload.iter().map(|f| f.len()).sum(),
-                payload: if state.is_final() { Vec::new() } else { sj.payload },
-                state,
-                attempts: sj.attempts,
+                payload,
                 worker: None,
                 created_ms: sj.created_ms,
                 started_ms: sj.started_ms,
-                finished_ms,
-                result: sj.result,
-                failure,
-                waiter: None,
-                durable: true,
-                unique_key: sj.unique_key.map(String::into_boxed_str),
+                extra,
+                service: si as u32,
+                attempts: sj.attempts.min(u16::MAX as u32) as u16,
+                state,
+                flags: DURABLE | if multi { MULTI_FRAME } else { 0 },
             };
-            if let Some(k) = &job.unique_key {
-                self.uniques.insert(k.clone(), job.id);
-            }
             if state.is_final() {
-                self.finished.push_back(job.id);
+                self.finished.push_back(sj.id);
             } else {
-                self.services[si].queue.push_back(job.id);
+                self.services[si].queue.push_back(sj.id);
                 self.queued_total += 1;
             }
-            self.jobs.insert(job.id, job);
+            self.jobs.insert(sj.id, job);
         }
         // Finished jobs were loaded in creation order; order them by finish time.
         let mut fin: Vec<JobId> = self.finished.drain(..).collect();
-        fin.sort_by_key(|id| self.jobs.get(id).map(|j| j.finished_ms).unwrap_or(0));
+        fin.sort_by_key(|id| self.jobs.get(id).map(|j| j.finished_ms()).unwrap_or(0));
         self.finished = fin.into();
         self.prune_finished(now);
         tracing::info!(queued = self.queued_total, requeued, kept = self.finished.len(), "job store restored");
@@ -1050,26 +1124,26 @@ impl Engine {
 
     // ----------------------------------------------------------------- views
 
-    fn status_of(&self, job: &Job) -> JobStatus {
+    fn status_of(&self, id: JobId, job: &Job) -> JobStatus {
         JobStatus {
-            job_id: job.id.to_string(),
-            service: self.services[job.service].name.to_string(),
+            job_id: id.to_string(),
+            service: self.services[job.service as usize].name.to_string(),
             state: job.state,
-            attempts: job.attempts,
+            attempts: job.attempts as u32,
             max_attempts: self.config.max_attempts,
             worker: job.worker.as_deref().map(hex),
             created_ms: job.created_ms,
             started_ms: (job.attempts > 0).then_some(job.started_ms),
-            finished_ms: job.state.is_final().then_some(job.finished_ms),
-            failure: job.failure.clone(),
-            payload_bytes: job.payload_bytes,
-            result_bytes: job.result.as_ref().map(|r| r.iter().map(|f| f.len()).sum()),
+            finished_ms: job.state.is_final().then_some(job.finished_ms()),
+            failure: job.failure().cloned(),
+            payload_bytes: job.payload_bytes(),
+            result_bytes: job.result().map(|r| r.iter().map(|f| f.len()).sum()),
         }
     }
 
     /// Status of one job, if known.
     pub fn job_status(&self, id: JobId) -> Option<JobStatus> {
-        self.jobs.get(&id).map(|j| self.status_of(j))
+        self.jobs.get(&id).map(|j| self.status_of(id, j))
     }
 
     /// One of the job listings, capped at `list_limit` entries.
@@ -1081,7 +1155,7 @@ impl Engine {
                 'outer: for svc in &self.services {
                     for id in &svc.queue {
                         if let Some(j) = self.jobs.get(id).filter(|j| j.state == JobState::Queued) {
-                            v.push(self.status_of(j));
+                            v.push(self.status_of(*id, j));
                             if v.len() >= limit {
                                 break 'outer;
                             }
@@ -1096,8 +1170,8 @@ impl Engine {
                     .workers
                     .values()
                     .flat_map(|w| w.held.iter())
-                    .filter_map(|(id, _)| self.jobs.get(id).filter(|j| j.state == JobState::Active))
-                    .map(|j| self.status_of(j))
+                    .filter_map(|(id, _)| self.jobs.get(id).filter(|j| j.state == JobState::Active).map(|j| (*id, j)))
+                    .map(|(id, j)| self.status_of(id, j))
                     .take(limit)
                     .collect();
                 v.sort_by(|a, b| a.job_id.cmp(&b.job_id));
@@ -1108,9 +1182,9 @@ impl Engine {
                 .finished
                 .iter()
                 .rev()
-                .filter_map(|id| self.jobs.get(id))
+                .filter_map(|id| self.jobs.get(id).map(|j| (*id, j)))
                 .take(self.config.history_len.min(limit))
-                .map(|j| self.status_of(j))
+                .map(|(id, j)| self.status_of(id, j))
                 .collect(),
         }
     }
@@ -1147,7 +1221,7 @@ impl Engine {
                     .workers
                     .values()
                     .filter(|w| w.service == si)
-                    .map(|w| w.held.iter().filter(|(id, a)| self.jobs.get(id).map(|j| j.state == JobState::Active && j.attempts == *a).unwrap_or(false)).count())
+                    .map(|w| w.held.iter().filter(|(id, a)| self.jobs.get(id).map(|j| j.state == JobState::Active && j.attempts as u32 == *a).unwrap_or(false)).count())
                     .sum();
                 let queued = s.queue.iter().filter(|id| self.jobs.get(id).map(|j| j.state == JobState::Queued).unwrap_or(false)).count();
                 serde_json::json!({

@@ -300,7 +300,7 @@ pub fn encode_client_reply(route: &ClientRoute, service: &[u8], kind: ReplyKind,
 
 /// Encodes a REQUEST to a worker: `address` is the job id; `attempt` is set
 /// only for zmws workers that announced the extension.
-pub fn encode_worker_request(peer: &[u8], version: Version, address: &[u8], attempt: Option<u32>, body: &[Frame]) -> Vec<Frame> {
+pub fn encode_worker_request(peer: &[u8], version: Version, address: &[u8], attempt: Option<u32>, body: &[&[u8]]) -> Vec<Frame> {
     let mut out = Vec::with_capacity(body.len() + 7);
     out.push(peer.to_vec());
     push_worker_header(&mut out, version);
@@ -313,7 +313,7 @@ pub fn encode_worker_request(peer: &[u8], version: Version, address: &[u8], atte
     if body.is_empty() {
         out.push(Vec::new());
     } else {
-        out.extend(body.iter().cloned());
+        out.extend(body.iter().map(|f| f.to_vec()));
     }
     out
 }
