@@ -44,11 +44,12 @@ run_suite() {
 }
 
 # ---------------------------------------------------------------- suites
+# One release build serves every suite: the Rust tests run in release mode
+# too, so the dependencies (libzmq, SQLite, …) are compiled once.
 log "build"
 cargo build --release --locked
-cargo build --locked
 
-run_suite "rust: unit and integration tests" cargo test --locked -- --test-threads=2
+run_suite "rust: unit and integration tests" cargo test --release --locked -- --test-threads=2
 [ -x tests/c/run.sh ] && run_suite "c: tests, valgrind, header drift" tests/c/run.sh
 [ -x bindings/python/run_tests.sh ] && run_suite "python: pytest" bindings/python/run_tests.sh
 [ -x bindings/php/run_tests.sh ] && run_suite "php: phpunit" bindings/php/run_tests.sh
