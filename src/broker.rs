@@ -331,7 +331,13 @@ fn send_frames(sock: &zmq::Socket, frames: Vec<Frame>) -> std::result::Result<Se
     let mut rest = it.peekable();
     while let Some(f) = rest.next() {
         let flags = if rest.peek().is_some() { zmq::SNDMORE } else { 0 };
-        sock.send(f, flags)?;
+        // Small frames are cheaper copied (libzmq keeps them inline) than
+        // handed over, which costs an allocation for the ownership record.
+        if f.len() < 1024 {
+            sock.send(&f[..], flags)?;
+        } else {
+            sock.send(f, flags)?;
+        }
     }
     Ok(SendOutcome::Sent)
 }

@@ -268,7 +268,7 @@ pub struct Engine {
     services: Vec<Service>,
     service_index: HashMap<Box<[u8]>, usize>,
     workers: HashMap<Rc<[u8]>, WorkerRec>,
-    jobs: HashMap<JobId, Job>,
+    jobs: HashMap<JobId, Job, IdHash>,
     queued_total: usize,
     /// (deadline, job, attempt) in dispatch order; deadlines never decrease.
     deadlines: VecDeque<(u64, JobId, u32)>,
@@ -282,6 +282,27 @@ pub struct Engine {
     /// Set while the store refuses writes: new async jobs are refused.
     store_error: Option<String>,
 }
+
+/// Job ids end in 64 random bits, so those bits are already a good hash:
+/// hashing them again (SipHash) would only cost time on the job path.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64;
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 const RESERVED_PREFIXES: &[&[u8]] = &[b"mmi.", b"zmws.", b"titanic.", b"SERVER-"];
 
@@ -311,7 +332,7 @@ impl Engine {
             services: Vec::new(),
             service_index: HashMap::new(),
             workers: HashMap::new(),
-            jobs: HashMap::new(),
+            jobs: HashMap::default(),
             queued_total: 0,
             deadlines: VecDeque::new(),
             finished: VecDeque::new(),
@@ -356,14 +377,14 @@ impl Engine {
     /// Handles one decoded client request.
     pub fn on_client(&mut self, req: ClientRequest, now: u64, out: &mut Vec<Output>) {
         let ClientRequest { route, service, mut body } = req;
-        let name = strip_sync(&service).to_vec();
+        let name = strip_sync(&service);
         let reply = |out: &mut Vec<Output>, body: Vec<Frame>| {
             if let Some(m) = encode_client_reply(&route, &service, ReplyKind::Final, body) {
                 out.push(Output::Send(Socket::Client, m));
             }
         };
         if name.starts_with(b"mmi.") {
-            let body = match name.as_slice() {
+            let body = match name {
                 b"mmi.service" => {
                     let target = strip_sync(&body[0]);
                     let live = self.service_index.get(target).map(|&i| self.services[i].live_workers).unwrap_or(0);
@@ -373,10 +394,10 @@ impl Engine {
             };
             return reply(out, body);
         }
-        match name.as_slice() {
+        match name {
             b"zmws.submit" | b"titanic.request" | b"zmws.submit.unique" => {
                 let titanic = name.starts_with(b"titanic.");
-                let key = if name.as_slice() == b"zmws.submit.unique" {
+                let key = if name == b"zmws.submit.unique" {
                     if body.len() < 2 || body[0].is_empty() || body[0].len() > 255 {
                         return reply(out, err_body("400", "zmws.submit.unique needs [key (1-255 bytes), service, payload...]"));
                     }
@@ -462,7 +483,7 @@ impl Engine {
                 reply(out, vec![b"200".to_vec()])
             }
             b"zmws.jobs" | b"SERVER-JOBS" | b"SERVER-ACTIVE" | b"SERVER-HIST" => {
-                let kind = match name.as_slice() {
+                let kind = match name {
                     b"SERVER-ACTIVE" => Some(JobList::Active),
                     b"SERVER-HIST" => Some(JobList::History),
                     _ if body[0].is_empty() => Some(JobList::Queued),
