@@ -3,11 +3,12 @@
 //!
 //! One thread owns every socket. Sends use `ZMQ_ROUTER_MANDATORY` and
 //! `ZMQ_DONTWAIT`: a vanished worker is purged (its jobs requeued), a full
-//! peer queue parks the message in a backlog that is flushed when the socket
-//! is writable again, and reading from clients pauses while that backlog is
+//! peer queue parks the message in that peer's own backlog (other peers are
+//! not held up) which is retried every few milliseconds, and reading from
+//! clients pauses while the backlogs together are
 //! long (backpressure instead of silent drops).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -199,11 +200,11 @@ impl Broker {
         if let Some(st) = &store {
             engine.restore(st.load()?, clock.now_ms());
         }
-        let mut io = Io { client_backlog: VecDeque::new(), worker_backlog: VecDeque::new(), out: Vec::new(), store };
+        let mut io = Io { client_backlog: Backlog::default(), worker_backlog: Backlog::default(), out: Vec::new(), store };
         io.commit(&mut engine, &clock);
         tracing::info!(clients = %self.endpoints.client, workers = %self.endpoints.worker, news = ?self.endpoints.news, "broker running");
         const BATCH: usize = 512;
-        const BACKLOG_PAUSE: usize = 10_000;
+        const BACKLOG_PAUSE: usize = 100_000;
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now_ms();
             if now >= engine.next_wakeup() {
@@ -211,15 +212,16 @@ impl Broker {
                 io.commit(&mut engine, &clock);
                 io.flush(&self, &mut engine, &clock);
             }
-            let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, 100) as i64;
-            let client_in = io.client_backlog.len() < BACKLOG_PAUSE;
+            // A ROUTER reports POLLOUT while *any* peer has room, so a parked
+            // message is retried on a short timer instead.
+            let parked = !io.client_backlog.is_empty() || !io.worker_backlog.is_empty();
+            let cap = if parked { 5 } else { 100 };
+            let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, cap) as i64;
+            let client_in = io.client_backlog.total < BACKLOG_PAUSE;
             let news_events = if self.news.is_some() { zmq::POLLIN } else { zmq::PollEvents::empty() };
             let mut items = [
-                self.workers.as_poll_item(if io.worker_backlog.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT }),
-                self.clients.as_poll_item(
-                    (if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() })
-                        | (if io.client_backlog.is_empty() { zmq::PollEvents::empty() } else { zmq::POLLOUT }),
-                ),
+                self.workers.as_poll_item(zmq::POLLIN),
+                self.clients.as_poll_item(if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() }),
                 self.news.as_ref().unwrap_or(&self.workers).as_poll_item(news_events),
             ];
             match zmq::poll(&mut items, wait) {
@@ -244,7 +246,7 @@ impl Broker {
                 }
             }
             let (worker_ready, client_ready) = (items[0].is_readable(), items[1].is_readable());
-            if items[0].is_writable() || items[1].is_writable() {
+            if parked {
                 io.retry_backlogs(&self, &mut engine, &clock);
             }
             if worker_ready {
@@ -298,9 +300,55 @@ impl Broker {
     }
 }
 
+/// Messages parked because their peer's queue was full, per peer, in order.
+#[derive(Default)]
+struct Backlog {
+    peers: HashMap<Frame, VecDeque<Vec<Frame>>>,
+    total: usize,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+    fn holds(&self, peer: &[u8]) -> bool {
+        self.peers.contains_key(peer)
+    }
+    fn park(&mut self, frames: Vec<Frame>) {
+        let peer = frames.first().cloned().unwrap_or_default();
+        self.peers.entry(peer).or_default().push_back(frames);
+        self.total += 1;
+    }
+    /// Sends what each peer can take now; returns peers found unreachable.
+    fn retry(&mut self, sock: &zmq::Socket) -> Vec<Frame> {
+        let mut gone = Vec::new();
+        let mut total = 0;
+        self.peers.retain(|peer, queue| {
+            while let Some(frames) = queue.pop_front() {
+                match send_frames(sock, frames) {
+                    Ok(SendOutcome::Sent) => {}
+                    Ok(SendOutcome::Full(f)) => {
+                        queue.push_front(f);
+                        break;
+                    }
+                    Ok(SendOutcome::Unreachable) => {
+                        gone.push(peer.clone());
+                        queue.clear();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "send failed"),
+                }
+            }
+            total += queue.len();
+            !queue.is_empty()
+        });
+        self.total = total;
+        gone
+    }
+}
+
 struct Io {
-    client_backlog: VecDeque<Vec<Frame>>,
-    worker_backlog: VecDeque<Vec<Frame>>,
+    client_backlog: Backlog,
+    worker_backlog: Backlog,
     out: Vec<Output>,
     store: Option<Store>,
 }
@@ -374,26 +422,26 @@ impl Io {
                 };
                 match o {
                     Output::Send(Socket::Client, frames) => {
-                        if !self.client_backlog.is_empty() {
-                            self.client_backlog.push_back(frames);
+                        if self.client_backlog.holds(frames.first().map(|f| f.as_slice()).unwrap_or_default()) {
+                            self.client_backlog.park(frames); // keep this peer's order
                             continue;
                         }
                         match send_frames(&b.clients, frames) {
                             Ok(SendOutcome::Sent) => {}
-                            Ok(SendOutcome::Full(f)) => self.client_backlog.push_back(f),
+                            Ok(SendOutcome::Full(f)) => self.client_backlog.park(f),
                             Ok(SendOutcome::Unreachable) => tracing::debug!("client vanished before its reply; the result stays queryable"),
                             Err(e) => tracing::warn!(error = %e, "send to client failed"),
                         }
                     }
                     Output::Send(Socket::Worker, frames) => {
-                        if !self.worker_backlog.is_empty() {
-                            self.worker_backlog.push_back(frames);
+                        if self.worker_backlog.holds(frames.first().map(|f| f.as_slice()).unwrap_or_default()) {
+                            self.worker_backlog.park(frames);
                             continue;
                         }
                         let peer = frames.first().cloned().unwrap_or_default();
                         match send_frames(&b.workers, frames) {
                             Ok(SendOutcome::Sent) => {}
-                            Ok(SendOutcome::Full(f)) => self.worker_backlog.push_back(f),
+                            Ok(SendOutcome::Full(f)) => self.worker_backlog.park(f),
                             Ok(SendOutcome::Unreachable) => engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out),
                             Err(e) => tracing::warn!(error = %e, "send to worker failed"),
                         }
@@ -412,27 +460,11 @@ impl Io {
     }
 
     fn retry_backlogs(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {
-        while let Some(frames) = self.client_backlog.pop_front() {
-            match send_frames(&b.clients, frames) {
-                Ok(SendOutcome::Full(f)) => {
-                    self.client_backlog.push_front(f);
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "send to client failed"),
-            }
+        for _peer in self.client_backlog.retry(&b.clients) {
+            tracing::debug!("client vanished before its replies; the results stay queryable");
         }
-        while let Some(frames) = self.worker_backlog.pop_front() {
-            let peer = frames.first().cloned().unwrap_or_default();
-            match send_frames(&b.workers, frames) {
-                Ok(SendOutcome::Full(f)) => {
-                    self.worker_backlog.push_front(f);
-                    break;
-                }
-                Ok(SendOutcome::Unreachable) => engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out),
-                Ok(SendOutcome::Sent) => {}
-                Err(e) => tracing::warn!(error = %e, "send to worker failed"),
-            }
+        for peer in self.worker_backlog.retry(&b.workers) {
+            engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out);
         }
         if !self.out.is_empty() {
             self.flush(b, engine, clock);

@@ -52,6 +52,9 @@ impl Client {
         s.set_rcvhwm(100_000)?;
         s.set_immediate(true)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
+        // A peer that accepts TCP but never speaks ZMTP must not hold the
+        // process at exit for libzmq's default 30 s handshake.
+        s.set_handshake_ivl(timeout.as_millis().clamp(100, i32::MAX as u128) as i32)?;
         s.connect(endpoint).map_err(|e| Error::InvalidArgument(format!("cannot connect to '{endpoint}': {e}")))?;
         Ok(s)
     }
@@ -108,8 +111,11 @@ impl Client {
     fn recv(&self, deadline: Instant) -> Result<Option<(bool, Frame, Vec<Frame>)>> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let ms = left.as_millis().min(i64::MAX as u128) as i64;
+            let ms = (left.as_micros().div_ceil(1000)).min(i64::MAX as u128) as i64;
             if self.socket.poll(zmq::POLLIN, ms)? == 0 {
+                if Instant::now() < deadline {
+                    continue; // woke a little early (millisecond rounding)
+                }
                 return Ok(None);
             }
             let mut frames = self.socket.recv_multipart(0)?;

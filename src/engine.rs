@@ -219,7 +219,9 @@ impl Job {
 struct Service {
     name: Rc<str>,
     queue: VecDeque<JobId>,
-    idle: VecDeque<Rc<[u8]>>,
+    /// Workers with a free slot, least recently used first, with the
+    /// registration number they had when queued (stale entries are skipped).
+    idle: VecDeque<(Rc<[u8]>, u64)>,
     live_workers: usize,
     stats: ServiceStats,
 }
@@ -256,6 +258,9 @@ struct WorkerRec {
     /// (job, attempt) pairs held, including attempts that already timed out.
     held: Vec<(JobId, u32)>,
     in_idle: bool,
+    /// Registration number: tells this registration from an earlier one of
+    /// the same identity.
+    registration: u64,
     expiry_ms: u64,
     connected_ms: u64,
     last_seen_ms: u64,
@@ -281,6 +286,8 @@ pub struct Engine {
     uniques: HashMap<Box<str>, JobId>,
     /// Set while the store refuses writes: new async jobs are refused.
     store_error: Option<String>,
+    /// Counter for `WorkerRec::registration`.
+    registrations: u64,
 }
 
 /// Job ids end in 64 random bits, so those bits are already a good hash:
@@ -340,6 +347,7 @@ impl Engine {
             journal: Vec::new(),
             uniques: HashMap::new(),
             store_error: None,
+            registrations: 0,
         }
     }
 
@@ -705,18 +713,21 @@ impl Engine {
                 service: si,
                 version,
                 extended: cap.is_some() && version == Version::V02,
-                capacity: cap.unwrap_or(1),
+                // Capacity is a zmws extension of MDP/0.2 only.
+                capacity: if version == Version::V02 { cap.unwrap_or(1) } else { 1 },
                 held: Vec::new(),
                 in_idle: true,
+                registration: self.registrations + 1,
                 expiry_ms: now + self.config.heartbeat_ms * self.config.liveness as u64,
                 connected_ms: now,
                 last_seen_ms: now,
                 jobs_done: 0,
             },
         );
+        self.registrations += 1;
         let svc = &mut self.services[si];
         svc.live_workers += 1;
-        svc.idle.push_back(identity);
+        svc.idle.push_back((identity, self.registrations));
         self.dispatch(si, now, out);
     }
 
@@ -803,7 +814,7 @@ impl Engine {
         let free = (w.held.len() as u32) < w.capacity;
         if free && !w.in_idle {
             w.in_idle = true;
-            self.services[si].idle.push_back(w.identity.clone());
+            self.services[si].idle.push_back((w.identity.clone(), w.registration));
         }
         let current = self
             .jobs
@@ -929,8 +940,11 @@ impl Engine {
                 return;
             }
             // Find an idle worker with room.
-            let Some(wid) = svc.idle.pop_front() else { return };
+            let Some((wid, registration)) = svc.idle.pop_front() else { return };
             let Some(w) = self.workers.get_mut(&wid) else { continue };
+            if w.registration != registration {
+                continue; // an entry left by an earlier registration of this identity
+            }
             w.in_idle = false;
             if w.held.len() as u32 >= w.capacity {
                 continue;
@@ -945,7 +959,7 @@ impl Engine {
             }
             let Some(id) = job_id else {
                 w.in_idle = true;
-                svc.idle.push_front(wid);
+                svc.idle.push_front((wid, registration));
                 return;
             };
             self.queued_total -= 1;
@@ -964,7 +978,7 @@ impl Engine {
             out.push(Output::Send(Socket::Worker, msg));
             if (w.held.len() as u32) < w.capacity {
                 w.in_idle = true;
-                svc.idle.push_back(wid);
+                svc.idle.push_back((wid, registration));
             }
             self.deadlines.push_back((now + self.config.job_timeout_ms, id, attempt));
             self.event(out, "started", id, si, attempt, None);

@@ -168,7 +168,7 @@ pub struct WorkerInfo {
     pub worker: String,
     /// The service it offers.
     pub service: String,
-    /// `"idle"`, `"busy"` or `"dead"` (dead: purged, remembered for listing).
+    /// `"idle"` (holds no job) or `"busy"`; purged workers are not listed.
     pub state: String,
     /// Jobs it may hold at once.
     pub capacity: u32,

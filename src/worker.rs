@@ -144,11 +144,15 @@ impl Worker {
             s.set_linger(0)?;
         }
         // Validate endpoints now so a typo is an error, not a silent retry loop.
+        // (The probe must not outlive this call: no linger, a short handshake.)
         let probe = ctx.socket(zmq::DEALER)?;
+        probe.set_linger(0)?;
+        probe.set_handshake_ivl(100)?;
         for ep in &config.endpoints {
             probe
                 .connect(ep)
                 .map_err(|e| Error::InvalidArgument(format!("cannot connect to '{ep}': {e}")))?;
+            let _ = probe.disconnect(ep);
         }
         drop(probe);
         let shutdown = Arc::new(AtomicBool::new(false));
@@ -354,7 +358,12 @@ impl Background {
     fn connect(&mut self, index: usize) -> Option<zmq::Socket> {
         let ep = &self.config.endpoints[index % self.config.endpoints.len()];
         let s = self.ctx.socket(zmq::DEALER).ok()?;
-        let _ = s.set_linger(2000);
+        // Abandoned connections must not hold the process at exit: no linger
+        // (raised briefly for the final DISCONNECT), and a handshake that
+        // takes longer than the liveness window is given up.
+        let _ = s.set_linger(0);
+        let patience = (self.config.heartbeat_ms * self.config.liveness.max(1) as u64).clamp(500, i32::MAX as u64);
+        let _ = s.set_handshake_ivl(patience as i32);
         let _ = s.set_sndhwm(100_000);
         let _ = s.set_rcvhwm(100_000);
         s.connect(ep).ok()?;
@@ -380,6 +389,7 @@ impl Background {
             let mut next_hb = Instant::now() + hb;
             loop {
                 if self.shutdown.load(Ordering::SeqCst) {
+                    let _ = broker.set_linger(500);
                     self.flush_replies(&broker);
                     let _ = broker.send_multipart(worker_frames(W_DISCONNECT_V2, vec![]), zmq::DONTWAIT);
                     break 'connection;
