@@ -368,7 +368,10 @@ impl Background {
         let _ = s.set_rcvhwm(100_000);
         s.connect(ep).ok()?;
         self.generation += 1;
-        let ext = format!("{} capacity={}", std::str::from_utf8(READY_EXTENSION_PREFIX).unwrap_or("zmws:1"), self.config.capacity);
+        // Jobs still running from an earlier connection take slots the new
+        // broker cannot see: announce only the free ones.
+        let free = self.config.capacity.saturating_sub(self.held.len() as u32).max(1);
+        let ext = format!("{} capacity={free}", std::str::from_utf8(READY_EXTENSION_PREFIX).unwrap_or("zmws:1"));
         let ready = worker_frames(W_READY, vec![self.config.service.as_bytes().to_vec(), ext.into_bytes()]);
         s.send_multipart(ready, 0).ok()?;
         tracing::debug!(endpoint = %ep, service = %self.config.service, "worker connected");
@@ -380,6 +383,18 @@ impl Background {
         let patience = hb * self.config.liveness.max(1);
         let mut index = 0usize;
         'connection: while !self.shutdown.load(Ordering::SeqCst) {
+            // After a lost connection, wait for a free slot before offering
+            // the service again, so a busy worker is not sent more than it
+            // can hold (its running job was requeued by the old broker).
+            while self.held.len() as u32 >= self.config.capacity && !self.shutdown.load(Ordering::SeqCst) {
+                if self.replies.poll(zmq::POLLIN, 100).unwrap_or(0) > 0 {
+                    while let Ok(frames) = self.replies.recv_multipart(zmq::DONTWAIT) {
+                        if frames.len() >= 2 && frames[0].as_slice() != b"P" {
+                            self.held.remove(&frames[1]);
+                        }
+                    }
+                }
+            }
             let Some(broker) = self.connect(index) else {
                 std::thread::sleep(Duration::from_millis(self.config.reconnect_ms));
                 index += 1;
