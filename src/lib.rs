@@ -16,6 +16,9 @@ pub mod job;
 pub mod protocol;
 pub mod store;
 pub mod worker;
+pub mod gateway;
+pub mod config;
+pub mod supervisor;
 
 pub use broker::{Broker, BrokerConfig, BrokerHandle, Endpoints};
 pub use client::Client;

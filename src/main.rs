@@ -1,14 +1,19 @@
-//! The `zmws` command: run a broker, submit and inspect jobs, run any
-//! program as a worker.
+//! The `zmws` command: run a broker (with its HTTP gateway), submit and
+//! inspect jobs, run any program as a worker, and start, stop and watch a
+//! whole installation from a `zmws.toml`.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use zmws::{Broker, BrokerConfig, Client, Error, JobList, Worker, WorkerConfig};
+use zmws::config::{connectable, Config, RestartPolicy};
+use zmws::gateway::{self, GatewayConfig};
+use zmws::supervisor::{self, SuperviseOptions};
+use zmws::{Broker, Client, Error, JobList, Worker, WorkerConfig};
 
 #[derive(Parser)]
 #[command(name = "zmws", version, about = "ZeroMQ Work Server: a Majordomo job broker, client and worker")]
@@ -21,9 +26,38 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once
 enum Cmd {
-    /// Run a broker in the foreground (SIGINT/SIGTERM stop it).
+    /// Run a broker in the foreground, with the HTTP gateway on
+    /// 127.0.0.1:5580 unless --no-http (SIGINT/SIGTERM stop it).
     Broker(BrokerArgs),
+    /// Run the HTTP gateway alone, in front of a broker elsewhere.
+    Gateway(GatewayArgs),
+    /// Start the broker and the workers of a zmws.toml, detached
+    /// (no flag: both; pid files in run/, logs in logs/).
+    Start(CtlArgs),
+    /// Stop what `start` started: SIGTERM, a grace period for the current
+    /// job, then SIGKILL (no flag: both; workers first).
+    Stop {
+        #[command(flatten)]
+        ctl: CtlArgs,
+        /// Grace period in ms (default: [process] stop_grace_ms, 10 s).
+        #[arg(long)]
+        grace_ms: Option<u64>,
+    },
+    /// Without JOB_ID: show the processes of a zmws.toml (pid, up/down,
+    /// workers' service and jobs done). With JOB_ID: print that job's status as JSON.
+    Status {
+        /// Job id (32 hex characters).
+        job_id: Option<String>,
+        #[command(flatten)]
+        ctl: CtlArgs,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Run a worker command and restart it when it ends (used by `start`).
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
     /// Submit an async job and print its id.
     Submit {
         /// Service name.
@@ -42,13 +76,6 @@ enum Cmd {
         /// How long to wait for the result.
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
-        #[command(flatten)]
-        conn: Conn,
-    },
-    /// Print a job's status as JSON.
-    Status {
-        /// Job id (32 hex characters).
-        job_id: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -104,54 +131,142 @@ struct Conn {
 
 #[derive(Args)]
 struct BrokerArgs {
-    /// Client ROUTER endpoint.
-    #[arg(long, default_value = "tcp://127.0.0.1:5555")]
-    client_endpoint: String,
-    /// Worker ROUTER endpoint.
-    #[arg(long, default_value = "tcp://127.0.0.1:5556")]
-    worker_endpoint: String,
-    /// PUB endpoint for job events.
-    #[arg(long, default_value = "tcp://127.0.0.1:5557")]
-    news_endpoint: String,
+    /// Read [broker] and [http] from this zmws.toml (flags override it).
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
+    /// Client ROUTER endpoint [default: tcp://127.0.0.1:5555].
+    #[arg(long)]
+    client_endpoint: Option<String>,
+    /// Worker ROUTER endpoint [default: tcp://127.0.0.1:5556].
+    #[arg(long)]
+    worker_endpoint: Option<String>,
+    /// PUB endpoint for job events [default: tcp://127.0.0.1:5557].
+    #[arg(long)]
+    news_endpoint: Option<String>,
     /// Do not publish job events.
     #[arg(long)]
     no_news: bool,
-    /// Heartbeat interval (ms).
-    #[arg(long, default_value_t = 1000)]
-    heartbeat_ms: u64,
-    /// Heartbeats a worker may miss before it is purged.
-    #[arg(long, default_value_t = 3)]
-    liveness: u32,
-    /// Time one attempt may run (ms).
-    #[arg(long, default_value_t = 60_000)]
-    job_timeout_ms: u64,
-    /// Attempts per job.
-    #[arg(long, default_value_t = 3)]
-    max_attempts: u32,
-    /// Largest payload accepted (bytes).
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    max_payload: usize,
-    /// Most jobs queued at once.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_queued: usize,
-    /// Most live workers per service.
-    #[arg(long, default_value_t = 10_000)]
-    max_workers_per_service: usize,
-    /// How long finished jobs stay queryable (ms).
-    #[arg(long, default_value_t = 3_600_000)]
-    result_ttl_ms: u64,
-    /// Most finished jobs kept.
-    #[arg(long, default_value_t = 100_000)]
-    max_finished: usize,
-    /// Length of the history listing.
-    #[arg(long, default_value_t = 100)]
-    history: usize,
-    /// Directory of the durable job store (SQLite).
-    #[arg(long, default_value = "./var")]
-    data_dir: std::path::PathBuf,
+    /// Heartbeat interval (ms) [default: 1000].
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
+    /// Heartbeats a worker may miss before it is purged [default: 3].
+    #[arg(long)]
+    liveness: Option<u32>,
+    /// Time one attempt may run (ms) [default: 60000].
+    #[arg(long)]
+    job_timeout_ms: Option<u64>,
+    /// Attempts per job [default: 3].
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Largest payload accepted (bytes) [default: 16 MiB].
+    #[arg(long)]
+    max_payload: Option<usize>,
+    /// Most jobs queued at once [default: 1000000].
+    #[arg(long)]
+    max_queued: Option<usize>,
+    /// Most live workers per service [default: 10000].
+    #[arg(long)]
+    max_workers_per_service: Option<usize>,
+    /// How long finished jobs stay queryable (ms) [default: 3600000].
+    #[arg(long)]
+    result_ttl_ms: Option<u64>,
+    /// Most finished jobs kept [default: 100000].
+    #[arg(long)]
+    max_finished: Option<usize>,
+    /// Length of the history listing [default: 100].
+    #[arg(long)]
+    history: Option<usize>,
+    /// Directory of the durable job store (SQLite) [default: ./var].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Keep jobs in memory only (tests, benchmarks).
     #[arg(long)]
     no_persist: bool,
+    #[command(flatten)]
+    http: HttpArgs,
+    /// Do not run the HTTP gateway.
+    #[arg(long)]
+    no_http: bool,
+}
+
+#[derive(Args)]
+struct HttpArgs {
+    /// HTTP gateway listen address [default: 127.0.0.1:5580].
+    #[arg(long)]
+    http_endpoint: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every route but /healthz.
+    #[arg(long, env = "ZMWS_HTTP_TOKEN", hide_env_values = true)]
+    http_token: Option<String>,
+    /// Largest HTTP request body in bytes [default: 16 MiB].
+    #[arg(long)]
+    http_max_body: Option<usize>,
+    /// SYNC- wait when the request has no ?timeout_ms= [default: 30000].
+    #[arg(long)]
+    http_timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// Read [http] (and the broker endpoint) from this zmws.toml.
+    #[arg(short = 'c', long)]
+    config: Option<PathBuf>,
+    /// Broker client endpoint [default: tcp://127.0.0.1:5555 or the config's].
+    #[arg(long, env = "ZMWS_BROKER")]
+    broker: Option<String>,
+    #[command(flatten)]
+    http: HttpArgs,
+}
+
+#[derive(Args)]
+struct CtlArgs {
+    /// The configuration file.
+    #[arg(short = 'c', long, default_value = zmws::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Only the broker (the seed's "servers").
+    #[arg(long)]
+    servers: bool,
+    /// Only the workers.
+    #[arg(long)]
+    workers: bool,
+}
+
+impl CtlArgs {
+    /// (servers, workers): no flag means both, as in the seed.
+    fn selection(&self) -> (bool, bool) {
+        if !self.servers && !self.workers {
+            (true, true)
+        } else {
+            (self.servers, self.workers)
+        }
+    }
+}
+
+#[derive(Args)]
+struct SuperviseArgs {
+    /// Instance name (for log lines).
+    #[arg(long)]
+    name: String,
+    /// Pid file to remove when the supervisor ends on its own.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Time the worker gets after SIGTERM before SIGKILL (ms).
+    #[arg(long, default_value_t = 10_000)]
+    grace_ms: u64,
+    /// always, on-failure or never.
+    #[arg(long, default_value = "always")]
+    restart: String,
+    /// First restart delay (ms).
+    #[arg(long, default_value_t = 500)]
+    restart_delay_ms: u64,
+    /// Largest restart delay (ms).
+    #[arg(long, default_value_t = 30_000)]
+    restart_max_delay_ms: u64,
+    /// Run time after which the delay resets (ms).
+    #[arg(long, default_value_t = 10_000)]
+    restart_reset_ms: u64,
+    /// The worker command.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -166,7 +281,7 @@ struct WorkerArgs {
     #[arg(long, default_value_t = 1)]
     concurrency: u32,
     /// Heartbeat interval (ms); must match the broker's.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "ZMWS_HEARTBEAT_MS", default_value_t = 1000)]
     heartbeat_ms: u64,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
@@ -210,9 +325,11 @@ fn print_bytes(b: &[u8]) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: `zmws start` sends stderr to log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("zmws: {e}");
             ExitCode::from(match e.code() as i32 {
@@ -223,33 +340,54 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cmd: Cmd) -> Result<(), Error> {
+fn run(cmd: Cmd) -> Result<ExitCode, Error> {
     match cmd {
-        Cmd::Broker(a) => {
-            let mut cfg = BrokerConfig {
-                client_endpoint: a.client_endpoint,
-                worker_endpoint: a.worker_endpoint,
-                news_endpoint: if a.no_news { None } else { Some(a.news_endpoint) },
-                ..Default::default()
-            };
-            let e = &mut cfg.engine;
-            e.heartbeat_ms = a.heartbeat_ms.max(1);
-            e.liveness = a.liveness.max(1);
-            e.job_timeout_ms = a.job_timeout_ms.max(1);
-            e.max_attempts = a.max_attempts.max(1);
-            e.max_payload = a.max_payload;
-            e.max_queued = a.max_queued;
-            e.max_workers_per_service = a.max_workers_per_service;
-            e.result_ttl_ms = a.result_ttl_ms;
-            e.max_finished = a.max_finished;
-            e.history_len = a.history;
-            cfg.data_dir = if a.no_persist { None } else { Some(a.data_dir) };
-            let broker = Broker::bind(cfg)?;
-            let ep = broker.endpoints().clone();
-            eprintln!("zmws broker: clients {} workers {} news {}", ep.client, ep.worker, ep.news.as_deref().unwrap_or("off"));
-            install_signal_handlers();
-            broker.run(&STOP)
+        Cmd::Broker(a) => run_broker(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Gateway(a) => run_gateway(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Start(ctl) => {
+            let cfg = Config::load(&ctl.config)?;
+            let (servers, workers) = ctl.selection();
+            let ok = supervisor::start(&cfg, servers, workers, &mut std::io::stdout())?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Cmd::Stop { ctl, grace_ms } => {
+            let cfg = Config::load(&ctl.config)?;
+            let (servers, workers) = ctl.selection();
+            supervisor::stop(&cfg, servers, workers, grace_ms.map(Duration::from_millis), &mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { job_id: Some(job_id), conn, .. } => {
+            println!("{}", Client::connect(&conn.broker)?.status_json(&job_id)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { job_id: None, ctl, .. } => {
+            let cfg = Config::load(&ctl.config)?;
+            let (servers, workers) = ctl.selection();
+            let up = supervisor::status(&cfg, servers, workers, &mut std::io::stdout())?;
+            // LSB: 3 = not (all) running.
+            Ok(if up { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+        Cmd::Supervise(a) => {
+            let restart = RestartPolicy::parse(&a.restart)
+                .ok_or_else(|| Error::InvalidArgument(format!("--restart must be always, on-failure or never (got '{}')", a.restart)))?;
+            let code = supervisor::supervise(SuperviseOptions {
+                name: a.name,
+                pid_file: a.pid_file,
+                grace: Duration::from_millis(a.grace_ms),
+                restart,
+                delay: Duration::from_millis(a.restart_delay_ms.max(1)),
+                max_delay: Duration::from_millis(a.restart_max_delay_ms.max(a.restart_delay_ms).max(1)),
+                reset_after: Duration::from_millis(a.restart_reset_ms),
+                argv: a.command,
+            })?;
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
+        }
+        other => run_client(other).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn run_client(cmd: Cmd) -> Result<(), Error> {
+    match cmd {
         Cmd::Submit { service, payload, conn } => {
             let mut c = Client::connect(&conn.broker)?;
             let id = c.submit(&service, &payload_arg(payload)?)?;
@@ -264,10 +402,6 @@ fn run(cmd: Cmd) -> Result<(), Error> {
                 let _ = err.write_all(b"\n");
             })?;
             print_bytes(&r);
-            Ok(())
-        }
-        Cmd::Status { job_id, conn } => {
-            println!("{}", Client::connect(&conn.broker)?.status_json(&job_id)?);
             Ok(())
         }
         Cmd::Result { job_id, conn } => {
@@ -299,7 +433,160 @@ fn run(cmd: Cmd) -> Result<(), Error> {
             Ok(())
         }
         Cmd::Worker(a) => run_command_worker(a),
+        Cmd::Broker(_) | Cmd::Gateway(_) | Cmd::Start(_) | Cmd::Stop { .. } | Cmd::Status { .. } | Cmd::Supervise(_) => {
+            unreachable!("handled in run")
+        }
     }
+}
+
+/// Applies the HTTP flags over the `[http]` section.
+fn apply_http_args(cfg: &mut Config, a: HttpArgs) {
+    if let Some(e) = a.http_endpoint {
+        cfg.http.endpoint = e;
+    }
+    if let Some(t) = a.http_token {
+        cfg.http.token = if t.is_empty() { None } else { Some(t) };
+    }
+    if let Some(m) = a.http_max_body {
+        cfg.http.max_body_bytes = m.max(1);
+    }
+    if let Some(t) = a.http_timeout_ms {
+        cfg.http.default_timeout_ms = t.max(1);
+        cfg.http.max_timeout_ms = cfg.http.max_timeout_ms.max(cfg.http.default_timeout_ms);
+    }
+}
+
+/// `zmws broker`: the broker loop on its own thread, the HTTP gateway beside
+/// it (talking to the broker's client endpoint over TCP or IPC: the broker's
+/// ZeroMQ context is private, so inproc is not available).
+fn run_broker(a: BrokerArgs) -> Result<(), Error> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::defaults(),
+    };
+    let b = &mut cfg.broker;
+    if let Some(v) = a.client_endpoint {
+        b.client_endpoint = v;
+    }
+    if let Some(v) = a.worker_endpoint {
+        b.worker_endpoint = v;
+    }
+    if let Some(v) = a.news_endpoint {
+        b.news_endpoint = Some(v);
+    }
+    if a.no_news {
+        b.news_endpoint = None;
+    }
+    let e = &mut b.engine;
+    if let Some(v) = a.heartbeat_ms {
+        e.heartbeat_ms = v.max(1);
+    }
+    if let Some(v) = a.liveness {
+        e.liveness = v.max(1);
+    }
+    if let Some(v) = a.job_timeout_ms {
+        e.job_timeout_ms = v.max(1);
+    }
+    if let Some(v) = a.max_attempts {
+        e.max_attempts = v.max(1);
+    }
+    if let Some(v) = a.max_payload {
+        e.max_payload = v;
+    }
+    if let Some(v) = a.max_queued {
+        e.max_queued = v;
+    }
+    if let Some(v) = a.max_workers_per_service {
+        e.max_workers_per_service = v;
+    }
+    if let Some(v) = a.result_ttl_ms {
+        e.result_ttl_ms = v;
+    }
+    if let Some(v) = a.max_finished {
+        e.max_finished = v;
+    }
+    if let Some(v) = a.history {
+        e.history_len = v;
+    }
+    if let Some(d) = a.data_dir {
+        b.data_dir = d;
+    }
+    if a.no_persist {
+        b.persist = false;
+    }
+    if a.no_http {
+        cfg.http.enabled = false;
+    }
+    // An address the user chose must work; the built-in default may be taken
+    // (another broker on this machine, tests): then run without HTTP, loudly.
+    // Bound once, here, and handed to the gateway: no window for a race.
+    let http_explicit = a.http.http_endpoint.is_some() || a.config.is_some();
+    apply_http_args(&mut cfg, a.http);
+    let listener = if cfg.http.enabled {
+        match gateway::bind(&cfg.http.endpoint) {
+            Ok(l) => Some(l),
+            Err((addr, e)) if e.kind() == std::io::ErrorKind::AddrInUse && !http_explicit => {
+                tracing::warn!("HTTP gateway off: the default address {addr} is in use (choose one with --http-endpoint, or --no-http)");
+                None
+            }
+            Err((addr, e)) => return Err(Error::Io(format!("cannot listen on http://{addr}: {e}"))),
+        }
+    } else {
+        None
+    };
+
+    let broker = Broker::bind(cfg.broker.to_broker_config())?;
+    let ep = broker.endpoints().clone();
+    let gw = match listener {
+        Some(l) => {
+            if ep.client.starts_with("inproc://") {
+                return Err(Error::InvalidArgument(
+                    "the embedded HTTP gateway needs a tcp:// or ipc:// client endpoint (or run with --no-http)".into(),
+                ));
+            }
+            Some(gateway::start_on(l, GatewayConfig::from_section(&cfg.http, connectable(&ep.client)))?)
+        }
+        None => None,
+    };
+    eprintln!(
+        "zmws broker: clients {} workers {} news {} http {}",
+        ep.client,
+        ep.worker,
+        ep.news.as_deref().unwrap_or("off"),
+        gw.as_ref().map(|g| format!("http://{}", g.local_addr())).unwrap_or_else(|| "off".into())
+    );
+    install_signal_handlers();
+    let broker_stop = Arc::new(AtomicBool::new(false));
+    let flag = broker_stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("zmws-broker".into())
+        .spawn(move || broker.run(&flag))
+        .map_err(|e| Error::Io(format!("cannot start the broker thread: {e}")))?;
+    while !STOP.load(Ordering::SeqCst) && !thread.is_finished() {
+        if gw.as_ref().map(|g| g.is_finished()).unwrap_or(false) {
+            tracing::error!("the HTTP gateway stopped unexpectedly; stopping the broker");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The gateway first: HTTP clients get 503 instead of waiting on a broker that is going away.
+    if let Some(g) = gw {
+        g.stop();
+    }
+    broker_stop.store(true, Ordering::SeqCst);
+    thread.join().map_err(|_| Error::Internal("the broker thread panicked".into()))?
+}
+
+/// `zmws gateway`: the HTTP gateway alone.
+fn run_gateway(a: GatewayArgs) -> Result<(), Error> {
+    let mut cfg = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::defaults(),
+    };
+    apply_http_args(&mut cfg, a.http);
+    let broker = a.broker.unwrap_or_else(|| cfg.client_endpoint());
+    install_signal_handlers();
+    gateway::run(GatewayConfig::from_section(&cfg.http, broker), &STOP)
 }
 
 /// Runs one job through the external command.

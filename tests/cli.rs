@@ -44,7 +44,7 @@ fn zmws_binary_broker_worker_call_submit_status_and_sigterm() {
     let news_ep = format!("tcp://127.0.0.1:{pn}");
     let hb = "200";
     let broker = Command::new(zmws_bin())
-        .args(["--log-level", "warn", "broker", "--client-endpoint", &client_ep, "--worker-endpoint", &worker_ep])
+        .args(["--log-level", "warn", "broker", "--no-http", "--no-persist", "--client-endpoint", &client_ep, "--worker-endpoint", &worker_ep])
         .args(["--news-endpoint", &news_ep, "--heartbeat-ms", hb, "--liveness", "3"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -159,7 +159,7 @@ fn zmws_broker_refuses_a_port_in_use() {
     let busy = format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port());
     let (pw, pn, _) = three_ports();
     let child = Command::new(zmws_bin())
-        .args(["--log-level", "warn", "broker", "--client-endpoint", &busy])
+        .args(["--log-level", "warn", "broker", "--no-http", "--no-persist", "--client-endpoint", &busy])
         .args([
             "--worker-endpoint",
             &format!("tcp://127.0.0.1:{pw}"),

@@ -1,0 +1,854 @@
+//! Process control: `zmws start`, `zmws stop`, `zmws status` and the
+//! per-worker `zmws supervise` process.
+//!
+//! * `start` runs every process detached (its own session, stdin closed,
+//!   stdout and stderr appended to `logs/NAME.log`) and writes its pid to
+//!   `run/NAME.pid`. The broker runs as `zmws broker -c FILE`; each worker
+//!   instance runs under a `zmws supervise` process that restarts it when it
+//!   ends (exponential backoff, reset after a long enough run).
+//! * `stop` sends SIGTERM (a supervisor passes it on to its worker, which
+//!   finishes its current job), waits up to the grace period, then SIGKILLs
+//!   the whole process group, so nothing is left behind. Workers stop before
+//!   the broker so their last results still reach it.
+//! * `status` prints each process with its pid, up or down, and for workers
+//!   the service and the jobs done (from the broker's `zmws.workers`).
+//!
+//! A pid file is trusted only if that pid is alive, not a zombie, and runs a
+//! `zmws` executable: a stale file (or a pid reused by another program) is
+//! reported and never signalled.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::client::Client;
+use crate::config::{Config, RestartPolicy};
+use crate::error::{Error, Result};
+use crate::job::WorkerInfo;
+
+// ------------------------------------------------------------------ processes
+
+/// What a pid file says about its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidState {
+    /// No pid file.
+    Absent,
+    /// The process runs.
+    Running(i32),
+    /// The pid file names a process that is gone (or is not a zmws process).
+    Stale(i32),
+}
+
+/// Reads `NAME.pid`: a decimal pid, optionally followed by a newline.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse::<i32>().ok().filter(|p| *p > 1)
+}
+
+fn write_pid(path: &Path, pid: u32) -> io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    fs::write(&tmp, format!("{pid}\n"))?;
+    fs::rename(&tmp, path)
+}
+
+/// Whether `pid` is a live process (zombies count as gone).
+pub fn alive(pid: i32) -> bool {
+    if pid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    if r != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+            !matches!(state, Some('Z') | Some('X'))
+        }
+        // No stat: on Linux the process just went away; without /proc, trust kill(2).
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+/// Whether `pid` runs a zmws executable (guards against pid reuse). Without
+/// `/proc` it cannot tell and says yes.
+fn is_zmws(pid: i32) -> bool {
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let argv0 = cmd.split(|b| *b == 0).next().unwrap_or(&[]);
+            let name = Path::new(std::str::from_utf8(argv0).unwrap_or("")).file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("zmws")
+        }
+        Err(_) => !Path::new("/proc/self").exists(),
+    }
+}
+
+/// The state of the process behind a pid file.
+pub fn pid_state(path: &Path) -> PidState {
+    match read_pid(path) {
+        None => PidState::Absent,
+        Some(pid) if alive(pid) && is_zmws(pid) => PidState::Running(pid),
+        Some(pid) => PidState::Stale(pid),
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) -> bool {
+    // SAFETY: plain kill(2) on a pid we verified; negative pids address a group.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// Whether any process is left in process group `pgid`.
+fn group_alive(pgid: i32) -> bool {
+    pgid > 1 && signal(-pgid, 0) && group_members(pgid).map(|m| !m.is_empty()).unwrap_or(true)
+}
+
+/// Live (non-zombie) members of a process group, from `/proc`.
+fn group_members(pgid: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir("/proc").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] = state, [1] = ppid, [2] = pgrp
+        if fields.len() > 2 && fields[2].parse::<i32>().ok() == Some(pgid) && fields[0] != "Z" && fields[0] != "X" {
+            out.push(pid);
+        }
+    }
+    Some(out)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for log headers.
+pub fn utc_now() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn io_err(what: impl std::fmt::Display, e: io::Error) -> Error {
+    Error::Io(format!("{what}: {e}"))
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c)) {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let Ok(f) = fs::File::open(path) else { return Vec::new() };
+    let lines: Vec<String> = io::BufReader::new(f).lines().map_while(|l| l.ok()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+// ------------------------------------------------------------------ plan
+
+/// Whether a process is the broker or a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `zmws broker -c FILE`.
+    Broker,
+    /// A `zmws supervise` process running one worker instance.
+    Worker,
+}
+
+/// One process `start` runs.
+#[derive(Debug, Clone)]
+pub struct ProcSpec {
+    /// Process name (pid and log file names).
+    pub name: String,
+    /// Broker or worker.
+    pub kind: Kind,
+    /// What runs (for workers: the supervisor and, after `--`, the worker).
+    pub argv: Vec<String>,
+    /// The worker's own command line (for messages).
+    pub command: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// `run/NAME.pid`.
+    pub pid_file: PathBuf,
+    /// `logs/NAME.log`.
+    pub log_file: PathBuf,
+    /// For workers: the service, when known.
+    pub service: Option<String>,
+}
+
+fn exe() -> Result<String> {
+    let p = std::env::current_exe().map_err(|e| io_err("cannot find the zmws executable", e))?;
+    Ok(p.to_string_lossy().into_owned())
+}
+
+/// The broker process of a configuration (`None` when `[broker] enabled = false`).
+pub fn broker_spec(cfg: &Config) -> Result<Option<ProcSpec>> {
+    if !cfg.broker.enabled {
+        return Ok(None);
+    }
+    let name = cfg.broker.name.clone();
+    let argv = vec![exe()?, "broker".into(), "--config".into(), cfg.path.to_string_lossy().into_owned()];
+    Ok(Some(ProcSpec {
+        pid_file: cfg.process.run_dir.join(format!("{name}.pid")),
+        log_file: cfg.process.log_dir.join(format!("{name}.log")),
+        name,
+        kind: Kind::Broker,
+        command: argv.clone(),
+        argv,
+        env: Vec::new(),
+        cwd: cfg.root.clone(),
+        service: None,
+    }))
+}
+
+/// Every worker instance of a configuration, in file order.
+pub fn worker_specs(cfg: &Config) -> Result<Vec<ProcSpec>> {
+    let exe = exe()?;
+    let p = &cfg.process;
+    let mut out = Vec::new();
+    for w in &cfg.workers {
+        for name in w.instance_names() {
+            let pid_file = p.run_dir.join(format!("{name}.pid"));
+            let mut argv = vec![
+                exe.clone(),
+                "supervise".into(),
+                "--name".into(),
+                name.clone(),
+                "--pid-file".into(),
+                pid_file.to_string_lossy().into_owned(),
+                "--grace-ms".into(),
+                p.stop_grace_ms.to_string(),
+                "--restart".into(),
+                w.restart.as_str().into(),
+                "--restart-delay-ms".into(),
+                p.restart_delay_ms.to_string(),
+                "--restart-max-delay-ms".into(),
+                p.restart_max_delay_ms.to_string(),
+                "--restart-reset-ms".into(),
+                p.restart_reset_ms.to_string(),
+                "--".into(),
+            ];
+            argv.extend(w.argv.iter().cloned());
+            let mut env = vec![
+                ("ZMWS_WORKER_ENDPOINT".to_string(), w.broker.clone()),
+                ("ZMWS_BROKER".to_string(), cfg.client_endpoint()),
+                ("ZMWS_WORKER_NAME".to_string(), name.clone()),
+                ("ZMWS_HEARTBEAT_MS".to_string(), cfg.broker.engine.heartbeat_ms.to_string()),
+            ];
+            if let Some(s) = &w.service {
+                env.push(("ZMWS_SERVICE".to_string(), s.clone()));
+            }
+            env.extend(w.env.iter().cloned());
+            out.push(ProcSpec {
+                log_file: p.log_dir.join(format!("{name}.log")),
+                pid_file,
+                name,
+                kind: Kind::Worker,
+                argv,
+                command: w.argv.clone(),
+                env,
+                cwd: w.cwd.clone(),
+                service: w.service.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_detached(spec: &ProcSpec) -> Result<Child> {
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_file)
+        .map_err(|e| io_err(format!("cannot open {}", spec.log_file.display()), e))?;
+    let _ = writeln!(log, "==== {} zmws start: {}: {}", utc_now(), spec.name, shell_words(&spec.command));
+    let err = log.try_clone().map_err(|e| io_err("log file", e))?;
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err))
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    // SAFETY: setsid is async-signal-safe; it runs in the forked child only.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| io_err(format!("cannot start {} ({})", spec.name, spec.argv[0]), e))
+}
+
+/// Checks an existing pid file before starting: `Some(pid)` when the process
+/// already runs; removes a stale file (saying so).
+fn check_existing(spec: &ProcSpec, out: &mut dyn Write) -> Option<i32> {
+    match pid_state(&spec.pid_file) {
+        PidState::Running(pid) => {
+            let _ = writeln!(out, "{} already running (PID {pid})", spec.name);
+            Some(pid)
+        }
+        PidState::Stale(pid) => {
+            let _ = writeln!(out, "removing stale pid file {} (PID {pid} is not running)", spec.pid_file.display());
+            let _ = fs::remove_file(&spec.pid_file);
+            None
+        }
+        PidState::Absent => None,
+    }
+}
+
+/// A quick TCP probe of a `tcp://host:port` endpoint (other transports: yes).
+fn reachable(endpoint: &str) -> bool {
+    let Some(addr) = endpoint.strip_prefix("tcp://") else { return true };
+    match std::net::ToSocketAddrs::to_socket_addrs(addr) {
+        Ok(mut it) => it.any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()),
+        Err(_) => false,
+    }
+}
+
+/// A client for the configured broker, if it accepts connections.
+fn client(cfg: &Config, timeout: Duration) -> Option<Client> {
+    if !reachable(&cfg.client_endpoint()) {
+        return None;
+    }
+    let mut c = Client::connect(&cfg.client_endpoint()).ok()?;
+    c.set_request_timeout(timeout);
+    Some(c)
+}
+
+fn broker_workers(cfg: &Config, timeout: Duration) -> Option<Vec<WorkerInfo>> {
+    client(cfg, timeout)?.workers().ok()
+}
+
+fn http_url(cfg: &Config) -> String {
+    format!("http://{}", cfg.http.endpoint.trim_start_matches("http://"))
+}
+
+// ------------------------------------------------------------------ start
+
+/// `zmws start`: starts the broker (`servers`) and the workers (`workers`)
+/// that are not running yet. Returns whether everything is up.
+pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -> Result<bool> {
+    let p = &cfg.process;
+    for dir in [&p.run_dir, &p.log_dir] {
+        fs::create_dir_all(dir).map_err(|e| io_err(format!("cannot create {}", dir.display()), e))?;
+    }
+    if servers && cfg.broker.enabled && cfg.broker.persist {
+        let d = &cfg.broker.data_dir;
+        fs::create_dir_all(d).map_err(|e| io_err(format!("cannot create {}", d.display()), e))?;
+    }
+    let timeout = Duration::from_millis(p.start_timeout_ms);
+    let mut ok = true;
+
+    if servers {
+        match broker_spec(cfg)? {
+            None => {
+                let _ = writeln!(out, "no broker to start ([broker] enabled = false)");
+            }
+            Some(spec) => {
+                if check_existing(&spec, out).is_none() {
+                    let mut child = spawn_detached(&spec)?;
+                    let pid = child.id();
+                    write_pid(&spec.pid_file, pid).map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
+                    let _ = writeln!(out, "started {} (PID {pid}), log {}", spec.name, spec.log_file.display());
+                    if !wait_broker_ready(cfg, &mut child, &spec, timeout, out) {
+                        ok = false;
+                    }
+                }
+            }
+        }
+    }
+
+    if workers {
+        let specs = worker_specs(cfg)?;
+        if specs.is_empty() {
+            let _ = writeln!(out, "no [[worker]] entries in {}", cfg.path.display());
+        }
+        let mut started: Vec<(ProcSpec, Child)> = Vec::new();
+        for spec in specs.iter() {
+            if check_existing(spec, out).is_some() {
+                continue;
+            }
+            let child = spawn_detached(spec)?;
+            let pid = child.id();
+            write_pid(&spec.pid_file, pid).map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
+            let _ = writeln!(out, "started {} (PID {pid}): {}", spec.name, shell_words(&spec.command));
+            started.push((spec.clone(), child));
+        }
+        if !started.is_empty() && !wait_workers_ready(cfg, &mut started, specs.len(), timeout, out) {
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, timeout: Duration, out: &mut dyn Write) -> bool {
+    let deadline = Instant::now() + timeout;
+    let http = cfg.http.enabled.then(|| crate::config::parse_listen(&cfg.http.endpoint).ok()).flatten();
+    let mut zmq_ok = false;
+    let mut c = None;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let _ = writeln!(out, "{} exited at once ({}); last lines of {}:", spec.name, describe(status), spec.log_file.display());
+            for l in last_lines(&spec.log_file, 8) {
+                let _ = writeln!(out, "    {l}");
+            }
+            let _ = fs::remove_file(&spec.pid_file);
+            return false;
+        }
+        if !zmq_ok {
+            if c.is_none() {
+                c = client(cfg, Duration::from_millis(250));
+            }
+            zmq_ok = c.as_mut().map(|c| c.services_json().is_ok()).unwrap_or(false);
+        }
+        let http_ok = match http {
+            None => true,
+            Some(addr) => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        };
+        if zmq_ok && http_ok {
+            let mut line = format!("{} ready: clients {}", spec.name, cfg.client_endpoint());
+            if cfg.http.enabled {
+                line.push_str(&format!(", http {}", http_url(cfg)));
+            }
+            let _ = writeln!(out, "{line}");
+            return true;
+        }
+        if Instant::now() >= deadline {
+            let _ = writeln!(
+                out,
+                "warning: {} runs but did not answer within {} ms (see {})",
+                spec.name,
+                timeout.as_millis(),
+                spec.log_file.display()
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], expected: usize, timeout: Duration, out: &mut dyn Write) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut c = None;
+    let mut live = 0usize;
+    loop {
+        if c.is_none() {
+            c = client(cfg, Duration::from_millis(500));
+        }
+        let mut dead = Vec::new();
+        for (spec, child) in started.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                dead.push((spec.clone(), status));
+            }
+        }
+        if !dead.is_empty() {
+            for (spec, status) in dead {
+                let _ = writeln!(out, "{} exited at once ({}); see {}", spec.name, describe(status), spec.log_file.display());
+                let _ = fs::remove_file(&spec.pid_file);
+            }
+            return false;
+        }
+        if let Some(ws) = c.as_mut().and_then(|c| c.workers().ok()) {
+            live = ws.len();
+            if live >= expected {
+                let _ = writeln!(out, "{live} worker(s) registered with the broker");
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            let logs = cfg.process.log_dir.display();
+            if c.is_none() || live == 0 && broker_workers(cfg, Duration::from_millis(300)).is_none() {
+                let _ = writeln!(out, "warning: the broker at {} did not answer; workers will connect when it runs", cfg.client_endpoint());
+            } else {
+                let _ = writeln!(
+                    out,
+                    "warning: only {live} of {expected} worker(s) registered with the broker after {} ms (see {logs}/)",
+                    timeout.as_millis()
+                );
+            }
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+// ------------------------------------------------------------------ stop
+
+struct Target {
+    name: String,
+    pid_file: PathBuf,
+    pid: i32,
+}
+
+/// Pid files of workers: every `*.pid` in the run directory except the
+/// broker's (so instances removed from the config are still stopped).
+fn worker_pid_files(cfg: &Config) -> Vec<(String, PathBuf)> {
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for spec in worker_specs(cfg).unwrap_or_default() {
+        names.insert(spec.name.clone(), spec.pid_file.clone());
+    }
+    if let Ok(rd) = fs::read_dir(&cfg.process.run_dir) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.extension().and_then(|x| x.to_str()) != Some("pid") {
+                continue;
+            }
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+            if stem != cfg.broker.name {
+                names.entry(stem).or_insert(path);
+            }
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn collect_targets(list: &[(String, PathBuf)], out: &mut dyn Write) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for (name, pid_file) in list {
+        match pid_state(pid_file) {
+            PidState::Running(pid) => targets.push(Target { name: name.clone(), pid_file: pid_file.clone(), pid }),
+            PidState::Stale(pid) => {
+                let _ = writeln!(out, "{name} is not running (removing stale pid file {}, PID {pid})", pid_file.display());
+                let _ = fs::remove_file(pid_file);
+            }
+            PidState::Absent => {}
+        }
+    }
+    targets
+}
+
+/// SIGTERM, wait up to `grace`, SIGKILL the process groups of what is left.
+fn stop_group(targets: Vec<Target>, grace: Duration, out: &mut dyn Write) {
+    for t in &targets {
+        let _ = writeln!(out, "stopping {} (PID {})", t.name, t.pid);
+        signal(t.pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    let mut left: Vec<&Target> = targets.iter().collect();
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left.retain(|t| alive(t.pid));
+    }
+    for t in &left {
+        let _ = writeln!(out, "{} did not stop within {} ms: sending SIGKILL", t.name, grace.as_millis());
+        signal(-t.pid, libc::SIGKILL);
+        signal(t.pid, libc::SIGKILL);
+    }
+    let kill_deadline = Instant::now() + Duration::from_secs(5);
+    for t in &targets {
+        // Whatever the process left in its group (a job's child, a worker
+        // that outlived its supervisor) goes too.
+        while (alive(t.pid) || group_alive(t.pid)) && Instant::now() < kill_deadline {
+            signal(-t.pid, libc::SIGKILL);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if alive(t.pid) {
+            let _ = writeln!(out, "{} (PID {}) is still running", t.name, t.pid);
+        } else {
+            let _ = fs::remove_file(&t.pid_file);
+            let _ = writeln!(out, "{} stopped", t.name);
+        }
+    }
+}
+
+/// `zmws stop`: workers first (they finish their current job within the
+/// grace period), then the broker.
+pub fn stop(cfg: &Config, servers: bool, workers: bool, grace: Option<Duration>, out: &mut dyn Write) -> Result<()> {
+    let grace = grace.unwrap_or(Duration::from_millis(cfg.process.stop_grace_ms));
+    if workers {
+        let targets = collect_targets(&worker_pid_files(cfg), out);
+        if targets.is_empty() {
+            let _ = writeln!(out, "no worker is running");
+        } else {
+            // Supervisors give their worker `grace` themselves; allow a margin.
+            stop_group(targets, grace + Duration::from_secs(2), out);
+        }
+    }
+    if servers {
+        let name = cfg.broker.name.clone();
+        let pid_file = cfg.process.run_dir.join(format!("{name}.pid"));
+        let targets = collect_targets(&[(name.clone(), pid_file)], out);
+        if targets.is_empty() {
+            let _ = writeln!(out, "{name} is not running");
+        } else {
+            stop_group(targets, grace, out);
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ status
+
+/// `zmws status`: one line per process. Returns whether all are up.
+pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -> Result<bool> {
+    let mut all_up = true;
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut note = None;
+    if servers {
+        if let Some(spec) = broker_spec(cfg)? {
+            let (pid, state, mut detail) = describe_pid(&spec.pid_file);
+            all_up &= state == "up";
+            if state == "up" {
+                let answered = client(cfg, Duration::from_millis(1000)).map(|mut c| c.services_json().is_ok()).unwrap_or(false);
+                detail = format!(
+                    "clients {}{}{}",
+                    cfg.client_endpoint(),
+                    if cfg.http.enabled { format!(", http {}", http_url(cfg)) } else { String::new() },
+                    if answered { "" } else { " (not answering)" }
+                );
+            }
+            rows.push([spec.name, pid, state.into(), detail]);
+        }
+    }
+    if workers {
+        let specs = worker_specs(cfg)?;
+        let listed = if specs.is_empty() { None } else { broker_workers(cfg, Duration::from_millis(1000)) };
+        let mut known: HashSet<String> = HashSet::new();
+        for spec in &specs {
+            known.insert(spec.name.clone());
+            let (pid, state, stale) = describe_pid(&spec.pid_file);
+            all_up &= state == "up";
+            let mut detail = match &spec.service {
+                Some(s) => {
+                    let mut d = format!("service {s}");
+                    if let Some(ws) = &listed {
+                        let mine: Vec<&WorkerInfo> = ws.iter().filter(|w| &w.service == s).collect();
+                        let done: u64 = mine.iter().map(|w| w.jobs_done).sum();
+                        let busy = mine.iter().filter(|w| w.state == "busy").count();
+                        d.push_str(&format!(", {} live ({busy} busy), {done} job(s) done", mine.len()));
+                    }
+                    d
+                }
+                None => "service unknown (set `service` in [[worker]])".into(),
+            };
+            if !stale.is_empty() {
+                detail = format!("{detail}; {stale}");
+            }
+            rows.push([spec.name.clone(), pid, state.into(), detail]);
+        }
+        for (name, pid_file) in worker_pid_files(cfg) {
+            if known.contains(&name) {
+                continue;
+            }
+            let (pid, state, _) = describe_pid(&pid_file);
+            rows.push([name, pid, state.into(), "not in the configuration any more (zmws stop ends it)".into()]);
+        }
+        if listed.is_none() && !specs.is_empty() {
+            note = Some(format!("the broker at {} did not answer: jobs done unknown", cfg.client_endpoint()));
+        }
+    }
+    let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(4).max(4);
+    let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(3).max(3);
+    let _ = writeln!(out, "{:w0$}  {:w1$}  {:5}  DETAILS", "NAME", "PID", "STATE");
+    for r in rows {
+        let line = format!("{:w0$}  {:w1$}  {:5}  {}", r[0], r[1], r[2], r[3]);
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if let Some(n) = note {
+        let _ = writeln!(out, "note: {n}");
+    }
+    Ok(all_up)
+}
+
+fn describe_pid(pid_file: &Path) -> (String, &'static str, String) {
+    match pid_state(pid_file) {
+        PidState::Running(pid) => (pid.to_string(), "up", String::new()),
+        PidState::Stale(pid) => ("-".into(), "down", format!("stale pid file {} (PID {pid} is not running)", pid_file.display())),
+        PidState::Absent => ("-".into(), "down", String::new()),
+    }
+}
+
+// ------------------------------------------------------------------ supervise
+
+/// Options of `zmws supervise`.
+#[derive(Debug, Clone)]
+pub struct SuperviseOptions {
+    /// Instance name (for messages).
+    pub name: String,
+    /// Pid file to remove when the supervisor ends on its own.
+    pub pid_file: Option<PathBuf>,
+    /// Time the worker gets to finish after SIGTERM before SIGKILL.
+    pub grace: Duration,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// First restart delay.
+    pub delay: Duration,
+    /// Largest restart delay.
+    pub max_delay: Duration,
+    /// Run time after which the delay goes back to the first one.
+    pub reset_after: Duration,
+    /// The worker's command line.
+    pub argv: Vec<String>,
+}
+
+static SUPERVISOR_STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    SUPERVISOR_STOP.store(true, Ordering::SeqCst);
+}
+
+fn sleep_unless_stopped(d: Duration) {
+    let end = Instant::now() + d;
+    while !SUPERVISOR_STOP.load(Ordering::SeqCst) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Runs `argv`, restarting it when it ends, until SIGTERM/SIGINT; then passes
+/// SIGTERM on, waits up to the grace period, SIGKILLs. Returns the exit code.
+pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
+    if opts.argv.is_empty() {
+        return Err(Error::InvalidArgument("supervise needs a command after --".into()));
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
+    }
+    let name = &opts.name;
+    let mut delay = opts.delay;
+    let mut runs = 0u64;
+    let code = loop {
+        if SUPERVISOR_STOP.load(Ordering::SeqCst) {
+            break 0;
+        }
+        runs += 1;
+        let started = Instant::now();
+        let spawned = Command::new(&opts.argv[0]).args(&opts.argv[1..]).stdin(Stdio::null()).spawn();
+        let mut child = match spawned {
+            Ok(c) => {
+                tracing::info!(worker = %name, pid = c.id(), run = runs, "worker started: {}", shell_words(&opts.argv));
+                c
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, "cannot start {}: {e}; retrying in {} ms", opts.argv[0], delay.as_millis());
+                sleep_unless_stopped(delay);
+                delay = (delay * 2).min(opts.max_delay);
+                continue;
+            }
+        };
+        let status = loop {
+            if SUPERVISOR_STOP.load(Ordering::SeqCst) {
+                break None;
+            }
+            match child.try_wait() {
+                Ok(Some(s)) => break Some(s),
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    tracing::error!(worker = %name, "cannot wait for the worker: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        };
+        let Some(status) = status else {
+            // Stop asked: let the worker finish its current job.
+            let pid = child.id() as i32;
+            tracing::info!(worker = %name, pid, grace_ms = opts.grace.as_millis() as u64, "stopping the worker (SIGTERM)");
+            signal(pid, libc::SIGTERM);
+            let deadline = Instant::now() + opts.grace;
+            let mut ended = None;
+            while Instant::now() < deadline {
+                if let Ok(Some(s)) = child.try_wait() {
+                    ended = Some(s);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match ended {
+                Some(s) => tracing::info!(worker = %name, "worker stopped ({})", describe(s)),
+                None => {
+                    tracing::warn!(worker = %name, "worker did not stop within {} ms: SIGKILL", opts.grace.as_millis());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            break 0;
+        };
+        let ran = started.elapsed();
+        let restart = match opts.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => !status.success(),
+            RestartPolicy::Never => false,
+        };
+        if !restart {
+            tracing::info!(worker = %name, "worker ended ({}) after {} ms; restart policy {}: not restarting", describe(status), ran.as_millis(), opts.restart.as_str());
+            break status.code().unwrap_or(1);
+        }
+        if ran >= opts.reset_after {
+            delay = opts.delay;
+        }
+        tracing::warn!(worker = %name, "worker ended ({}) after {} ms; restarting in {} ms", describe(status), ran.as_millis(), delay.as_millis());
+        sleep_unless_stopped(delay);
+        delay = (delay * 2).min(opts.max_delay);
+    };
+    if let Some(pf) = &opts.pid_file {
+        if read_pid(pf) == Some(std::process::id() as i32) {
+            let _ = fs::remove_file(pf);
+        }
+    }
+    tracing::info!(worker = %name, "supervisor exiting");
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_format() {
+        let s = utc_now();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+
+    #[test]
+    fn words_are_quoted() {
+        assert_eq!(shell_words(&["php".into(), "a b.php".into(), "--x=1".into()]), "php 'a b.php' --x=1");
+    }
+
+    #[test]
+    fn own_process_is_alive_and_pid_files_parse() {
+        assert!(alive(std::process::id() as i32));
+        let dir = std::env::temp_dir().join(format!("zmws-pid-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("x.pid");
+        assert_eq!(pid_state(&f), PidState::Absent);
+        write_pid(&f, 999_999_999).unwrap();
+        assert_eq!(pid_state(&f), PidState::Stale(999_999_999));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
