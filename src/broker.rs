@@ -144,8 +144,8 @@ fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<z
     s.set_sndhwm(config.hwm)?;
     s.set_rcvhwm(config.hwm)?;
     s.set_linger(1000)?;
-    let max = config.engine.max_payload as i64;
-    s.set_maxmsgsize((max * 2).max(max + (1 << 20)))?;
+    let max = config.engine.max_payload.min(1 << 40) as i64;
+    s.set_maxmsgsize(max.saturating_mul(2).max(max.saturating_add(1 << 20)))?;
     s.bind(&normalize_bind(endpoint))
         .map_err(|e| Error::Io(format!("cannot bind {endpoint}: {e}")))?;
     Ok(s)
@@ -483,6 +483,12 @@ impl BrokerHandle {
     /// The endpoints the broker bound.
     pub fn endpoints(&self) -> &Endpoints {
         &self.endpoints
+    }
+
+    /// Whether the broker loop is still running (false once it ended, by
+    /// `stop` or because of an error that `stop` will return).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().map(|t| !t.is_finished()).unwrap_or(false)
     }
 
     /// Asks the loop to end, waits for it, and returns its result.

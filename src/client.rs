@@ -112,7 +112,12 @@ impl Client {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = (left.as_micros().div_ceil(1000)).min(i64::MAX as u128) as i64;
-            if self.socket.poll(zmq::POLLIN, ms)? == 0 {
+            let ready = match self.socket.poll(zmq::POLLIN, ms) {
+                Ok(n) => n,
+                Err(zmq::Error::EINTR) => continue, // a signal: keep waiting until the deadline
+                Err(e) => return Err(e.into()),
+            };
+            if ready == 0 {
                 if Instant::now() < deadline {
                     continue; // woke a little early (millisecond rounding)
                 }
@@ -142,7 +147,7 @@ impl Client {
         for _ in 0..tries {
             match self.send(service.as_bytes(), body) {
                 Ok(()) => {
-                    let deadline = Instant::now() + self.request_timeout;
+                    let deadline = crate::deadline_after(self.request_timeout);
                     loop {
                         match self.recv(deadline)? {
                             Some((true, s, b)) if s == service.as_bytes() => return Ok(b),
@@ -233,7 +238,7 @@ impl Client {
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
         self.send_failover(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         loop {
             match self.recv(deadline)? {
                 None => {
@@ -267,7 +272,7 @@ impl Client {
     /// input order. `timeout` bounds the whole batch.
     pub fn batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
         Client::check_service(service)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let n = payloads.len();
         let mut results: Vec<Option<Result<Vec<u8>>>> = (0..n).map(|_| None).collect();
         let base = self.next_tag;

@@ -27,5 +27,12 @@ pub use error::{Code, Error, Result};
 pub use job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
 pub use worker::{Job, StopHandle, Worker, WorkerConfig, WorkerEvent};
 
+/// `now + timeout`, or a point far in the future when that would overflow
+/// (a caller may pass `Duration::MAX` for "wait forever").
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(timeout).unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// The library version (`CARGO_PKG_VERSION`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -209,7 +209,7 @@ impl Worker {
 
     /// Waits up to `timeout` for a job, an idle spell, or nothing.
     pub fn next_event(&self, timeout: Duration) -> Result<WorkerEvent> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let idle_span = Duration::from_millis(self.config.heartbeat_ms * self.config.idle_after.max(1) as u64);
         let inbox = self.inbox.lock();
         loop {
@@ -228,7 +228,12 @@ impl Worker {
                 return Ok(WorkerEvent::Timeout);
             }
             let slice = deadline.saturating_duration_since(now).min(Duration::from_millis(50));
-            if inbox.poll(zmq::POLLIN, slice.as_millis() as i64)? == 0 {
+            let ready = match inbox.poll(zmq::POLLIN, slice.as_millis() as i64) {
+                Ok(n) => n,
+                Err(zmq::Error::EINTR) => continue, // a signal: the stop flag is checked above
+                Err(e) => return Err(e.into()),
+            };
+            if ready == 0 {
                 continue;
             }
             let mut frames = inbox.recv_multipart(0)?;
@@ -245,7 +250,7 @@ impl Worker {
 
     /// Waits up to `timeout` for a job; `None` when none came (idle spells are skipped).
     pub fn next_job(&self, timeout: Duration) -> Result<Option<Job>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         loop {
             match self.next_event(deadline.saturating_duration_since(Instant::now()))? {
                 WorkerEvent::Job(j) => return Ok(Some(j)),

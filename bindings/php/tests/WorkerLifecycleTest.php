@@ -1,0 +1,111 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Zmws\Tests;
+
+/**
+ * Worker processes: SIGTERM after the current job, idle(), where the worker
+ * connects (flags, failover list, ZMWS_WORKER_ENDPOINT), seed-style scripts.
+ */
+final class WorkerLifecycleTest extends ZmwsTestCase
+{
+    public static function setUpBeforeClass(): void
+    {
+        self::startBroker();
+    }
+
+    public function testSigtermStopsAfterTheCurrentJob(): void
+    {
+        if (!function_exists('pcntl_async_signals')) {
+            $this->markTestSkipped('needs the pcntl extension');
+        }
+        $w = self::startWorker('PHP-TERM');
+        self::waitForWorkers('PHP-TERM', 1);
+        $id = self::$client->submit('PHP-TERM', ['op' => 'sleep', 'ms' => 800, 'tag' => 'term']);
+        self::eventually(fn () => self::$client->status($id)['state'] === 'active', 5000, 'the job to start');
+        usleep(100000);
+        $w->signal(SIGTERM);
+        $this->assertSame(0, $w->wait(5000), 'the worker exits 0 after its job: ' . $w->output());
+        $result = json_decode(self::$client->wait($id, 5000));
+        $this->assertGreaterThanOrEqual(800, $result->slept_ms, 'the job was not interrupted');
+        $status = self::$client->status($id);
+        $this->assertSame('complete', $status['state']);
+        $this->assertSame(1, $status['attempts']);
+    }
+
+    public function testSigtermWhileWaitingStopsPromptly(): void
+    {
+        if (!function_exists('pcntl_async_signals')) {
+            $this->markTestSkipped('needs the pcntl extension');
+        }
+        $w = self::startWorker('PHP-TERM-IDLE');
+        self::waitForWorkers('PHP-TERM-IDLE', 1);
+        $start = microtime(true);
+        $w->signal(SIGTERM);
+        $this->assertSame(0, $w->wait(3000), $w->output());
+        $this->assertLessThan(2.0, microtime(true) - $start);
+        self::eventually(fn () => !self::$client->serviceAvailable('PHP-TERM-IDLE'), 3000, 'the worker to leave the broker');
+    }
+
+    public function testIdleIsCalledAfterQuietHeartbeats(): void
+    {
+        $log = self::tempFile();
+        $w = self::startWorker('PHP-IDLE', ["--log-file=$log"]);
+        self::waitForWorkers('PHP-IDLE', 1);
+        $window = 3 * self::HEARTBEAT_MS;
+        self::eventually(fn () => str_contains((string) file_get_contents($log), "idle {$w->pid}"), 20 * $window, 'idle()');
+        // A job, then quiet again: idle() comes back.
+        $before = substr_count((string) file_get_contents($log), 'idle');
+        $this->assertSame('cba', self::$client->call('PHP-IDLE', ['str' => 'abc'], 5000));
+        self::eventually(fn () => substr_count((string) file_get_contents($log), 'idle') > $before, 20 * $window, 'idle() again');
+        $this->assertSame(0, $w->stop());
+    }
+
+    public function testWorkerEndpointEnvironmentOverridesFlags(): void
+    {
+        $w = self::startWorker('PHP-ENV', ['--backend-server=192.0.2.1', '--backend-port=1'], ['ZMWS_WORKER_ENDPOINT' => self::$broker->workerEndpoint()]);
+        self::waitForWorkers('PHP-ENV', 1);
+        $this->assertSame('cba', self::$client->call('PHP-ENV', ['str' => 'abc'], 5000));
+        $this->assertSame(0, $w->stop());
+    }
+
+    public function testFailoverListReachesTheSecondServer(): void
+    {
+        // The first server never answers; the worker moves on to the second.
+        [$host, $port] = self::workerHostPort();
+        $w = self::startWorker('PHP-FAILOVER', ["--backend-servers=127.0.0.1:1,$host"]);
+        self::waitForWorkers('PHP-FAILOVER', 1, 20000);
+        $this->assertSame('ba', self::$client->call('PHP-FAILOVER', ['str' => 'ab'], 5000));
+        $this->assertSame(0, $w->stop());
+    }
+
+    public function testSeedStyleScriptsRunUnchanged(): void
+    {
+        // examples/php/reverse.php as a user would start it (flags only, no env).
+        [$host, $port] = self::workerHostPort();
+        $script = dirname(__DIR__, 3) . '/examples/php/reverse.php';
+        $w = new WorkerProcess($script, ["--backend-port=$port", "--backend-server=$host", '--heartbeat-ms=' . self::HEARTBEAT_MS], ['ZMWS_WORKER_ENDPOINT' => null, 'ZMWS_HEARTBEAT_MS' => null]);
+        self::$workers[] = $w;
+        self::waitForWorkers('STR-REV', 1);
+        $this->assertSame('dlrow ,olleH', self::$client->call('STR-REV', ['str' => 'Hello, world'], 5000));
+        $this->assertSame(0, $w->stop());
+    }
+
+    public function testWorkerWithoutServiceNameFails(): void
+    {
+        $w = self::startWorker('', [], ['ZMWS_SERVICE' => null]);
+        $this->assertNotSame(0, $w->wait(10000));
+        $this->assertStringContainsString('no service name', $w->output());
+    }
+
+    public function testWorkersPrintedNoPhpDiagnostics(): void
+    {
+        foreach (self::$workers as $w) {
+            if (str_contains($w->output(), 'no service name')) {
+                continue; // the deliberate failure above
+            }
+            $this->assertSame([], array_values($w->phpDiagnostics()), $w->output());
+        }
+    }
+}
