@@ -181,6 +181,14 @@ impl Client {
         Error::from_status(&code, msg)
     }
 
+    /// The single JSON frame of a listing or status reply.
+    fn json_body(body: &[Frame]) -> Result<String> {
+        match body.first() {
+            Some(f) if !f.is_empty() => Ok(String::from_utf8_lossy(f).into_owned()),
+            _ => Err(Error::Protocol("the broker sent an empty reply".into())),
+        }
+    }
+
     fn is_error_reply(body: &[Frame]) -> bool {
         body.len() == 2 && body[0].len() == 3 && body[0][0] >= b'3' && body[0].iter().all(u8::is_ascii_digit)
     }
@@ -280,13 +288,26 @@ impl Client {
         let mut sent = 0usize;
         let mut done = 0usize;
         let mut tags: HashMap<Vec<u8>, usize> = HashMap::with_capacity(n.min(BATCH_WINDOW * 2));
+        let mut limit = n;
         while done < n {
-            while sent < n && sent - done < BATCH_WINDOW {
+            while sent < limit && sent - done < BATCH_WINDOW {
                 let tag = (base + sent as u64).to_string().into_bytes();
-                if sent == 0 {
-                    self.send_failover(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                let sending = if sent == 0 {
+                    self.send_failover(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])
                 } else {
-                    self.send(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])?;
+                    self.send(b"zmws.call", &[&tag, service.as_bytes(), payloads[sent].as_ref()])
+                };
+                if let Err(e) = sending {
+                    if sent == 0 {
+                        return Err(e);
+                    }
+                    // Keep what is in flight; the rest could not be sent.
+                    for r in results.iter_mut().skip(sent) {
+                        *r = Some(Err(e.clone()));
+                    }
+                    done += n - sent;
+                    limit = sent;
+                    break;
                 }
                 tags.insert(tag, sent);
                 sent += 1;
@@ -316,7 +337,7 @@ impl Client {
         if Client::is_error_reply(&body) {
             return Err(Client::status_error(&body, true));
         }
-        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+        Client::json_body(&body)
     }
 
     /// The status of a job.
@@ -350,7 +371,7 @@ impl Client {
         if Client::is_error_reply(&body) {
             return Err(Client::status_error(&body, false));
         }
-        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+        Client::json_body(&body)
     }
 
     /// A job listing.
@@ -362,7 +383,7 @@ impl Client {
     /// The live workers as the broker's JSON array text.
     pub fn workers_json(&mut self) -> Result<String> {
         let body = self.request("zmws.workers", &[b""])?;
-        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+        Client::json_body(&body)
     }
 
     /// The live workers.
@@ -374,7 +395,7 @@ impl Client {
     /// Every service ever offered, with queue depth and counters, as JSON text.
     pub fn services_json(&mut self) -> Result<String> {
         let body = self.request("zmws.services", &[b""])?;
-        Ok(String::from_utf8_lossy(&body[0]).into_owned())
+        Client::json_body(&body)
     }
 
     /// MMI: whether at least one live worker offers `service`.

@@ -1,0 +1,214 @@
+"""Construction, configuration and error handling of Broker, Client and Worker."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+import pytest
+
+import zmws
+
+from conftest import HEARTBEAT_MS, wait_registered
+
+
+def test_exception_hierarchy():
+    for cls in (zmws.Timeout, zmws.NoSuchService, zmws.InvalidArgument, zmws.JobFailed,
+                zmws.QueueFull, zmws.Closed, zmws.NotFound, zmws.Pending, zmws.TooLarge,
+                zmws.ProtocolError, zmws.InternalError, zmws.IoError):
+        assert issubclass(cls, zmws.ZmwsError)
+        assert isinstance(cls.code, int) and cls.code > 0
+    assert issubclass(zmws.ZmwsError, Exception)
+    assert zmws.JobFailed("why").reason == "why"
+    assert zmws.Timeout.__module__ == "zmws"
+
+
+def test_broker_context_manager_binds_free_ports():
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", "tcp://127.0.0.1:*",
+                     heartbeat_ms=HEARTBEAT_MS, liveness=4, job_timeout_ms=5000,
+                     max_attempts=2) as b:
+        assert b.running
+        for ep in (b.client_endpoint, b.worker_endpoint, b.news_endpoint):
+            assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+", ep), ep
+        assert len({b.client_endpoint, b.worker_endpoint, b.news_endpoint}) == 3
+        assert b.heartbeat_ms == HEARTBEAT_MS
+        with zmws.Client(b.client_endpoint) as c:
+            assert c.workers() == []
+            assert c.jobs("queued") == []
+    assert not b.running
+    assert b.client_endpoint == "tcp://127.0.0.1:*"
+    b.stop()  # idempotent
+
+
+def test_broker_bind_error():
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None) as first:
+        taken = first.client_endpoint
+        second = zmws.Broker(taken, "tcp://127.0.0.1:*", None)
+        with pytest.raises(zmws.IoError):
+            second.start()
+        assert not second.running
+
+
+def test_broker_max_attempts():
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None,
+                     heartbeat_ms=HEARTBEAT_MS, max_attempts=2) as b:
+        attempts = []
+
+        def work(job_id, param):
+            attempts.append(job_id)
+            raise zmws.Retry("again")
+
+        w = zmws.Worker(b.worker_endpoint, service="R", heartbeat_ms=HEARTBEAT_MS, work=work)
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        try:
+            wait_registered(b, "R")
+            with zmws.Client(b.client_endpoint) as c:
+                with pytest.raises(zmws.JobFailed):
+                    c.call("R", b"", timeout=10)
+        finally:
+            w.stop()
+            t.join(timeout=5)
+        assert len(attempts) == 2 and attempts[0] == attempts[1]
+
+
+def test_client_arguments(broker):
+    with pytest.raises(zmws.InvalidArgument):
+        zmws.Client([])
+    with pytest.raises(zmws.InvalidArgument):
+        zmws.Client("not-an-endpoint")
+    c = zmws.Client(broker.client_endpoint, request_timeout=2.5)
+    assert c.endpoints == [broker.client_endpoint]
+    assert c.endpoint == broker.client_endpoint
+    assert c.request_timeout == 2.5
+    c.request_timeout = 1
+    assert c.request_timeout == 1.0
+    with pytest.raises(zmws.InvalidArgument):
+        c.call("X", b"", timeout=-1)
+    with pytest.raises(zmws.InvalidArgument):
+        c.call("", b"")
+    with pytest.raises(zmws.InvalidArgument):
+        c.submit("x" * 256, b"")
+    with pytest.raises(TypeError):
+        c.call("X", b"", on_partial=42)
+    assert not c.closed
+    c.close()
+    assert c.closed
+    with pytest.raises(zmws.Closed):
+        c.workers()
+    c.close()
+
+
+def _dead_endpoint() -> str:
+    # A port that was free a moment ago: nothing listens there.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"tcp://127.0.0.1:{port}"
+
+
+def test_client_fails_over_to_the_next_endpoint(broker, serve):
+    serve(zmws.Worker(broker.worker_endpoint, service="ECHO", heartbeat_ms=HEARTBEAT_MS,
+                      work=lambda job_id, param: param))
+    with zmws.Client([_dead_endpoint(), broker.client_endpoint], request_timeout=0.5) as c:
+        job_id = c.submit("ECHO", b"via the second broker")
+        assert c.endpoint == broker.client_endpoint
+        assert len(job_id) == 32
+    with zmws.Client(f"{_dead_endpoint()},{broker.client_endpoint}", request_timeout=0.5) as c:
+        assert c.service_available("ECHO")
+    # call and map fail over too.
+    with zmws.Client([_dead_endpoint(), broker.client_endpoint], request_timeout=0.5) as c:
+        assert c.call("ECHO", b"call", timeout=10) == b"call"
+    with zmws.Client([_dead_endpoint(), broker.client_endpoint], request_timeout=0.5) as c:
+        assert c.map("ECHO", [b"a", b"b"], timeout=10) == [b"a", b"b"]
+    with zmws.Client([_dead_endpoint(), _dead_endpoint()], request_timeout=0.3) as c:
+        with pytest.raises(zmws.Timeout):
+            c.call("ECHO", b"", timeout=5)
+
+
+def test_worker_needs_a_service(broker):
+    with pytest.raises(zmws.InvalidArgument, match="service"):
+        zmws.Worker(broker.worker_endpoint)
+
+    class Forgetful(zmws.Worker):
+        service = "FORGETFUL"
+
+        def __init__(self):  # does not call super().__init__()
+            self.ready = True
+
+    w = Forgetful()
+    with pytest.raises(zmws.InvalidArgument, match="super"):
+        w.run()
+    with pytest.raises(zmws.InvalidArgument):
+        zmws.Worker(broker.worker_endpoint, service="X", capacity=0)
+    with pytest.raises(zmws.InvalidArgument):
+        zmws.Worker("bogus://endpoint", service="X")
+
+
+def test_worker_properties_and_context_manager(broker):
+    with zmws.Worker([broker.worker_endpoint], service="PROPS", capacity=2,
+                     heartbeat_ms=HEARTBEAT_MS) as w:
+        assert w.service == "PROPS"
+        assert w.endpoints == [broker.worker_endpoint]
+        assert w.connected and not w.stopped
+        assert w.job_id is None and w.attempt is None and w.jobs_done == 0
+        assert "PROPS" in repr(w)
+        with pytest.raises(zmws.InvalidArgument, match="outside work"):
+            w.partial(b"progress")
+    assert w.stopped and not w.connected
+
+
+def test_default_work_fails_the_job(broker, client, serve):
+    serve(zmws.Worker(broker.worker_endpoint, service="PLAIN", heartbeat_ms=HEARTBEAT_MS))
+    with pytest.raises(zmws.JobFailed, match="not implemented"):
+        client.call("PLAIN", b"", timeout=10)
+
+
+def test_exception_in_idle_ends_run(broker):
+    class Broken(zmws.Worker):
+        service = "BROKEN-IDLE"
+
+        def idle(self):
+            raise RuntimeError("idle broke")
+
+    w = Broken(broker.worker_endpoint, heartbeat_ms=HEARTBEAT_MS, idle_after=1)
+    with pytest.raises(RuntimeError, match="idle broke"):
+        w.run()
+    assert w.stopped and not w.connected
+
+
+def test_one_client_shared_by_threads(broker, client, serve):
+    serve(zmws.Worker(broker.worker_endpoint, service="SHARED", capacity=4,
+                      heartbeat_ms=HEARTBEAT_MS, work=lambda job_id, param: param))
+    results = {}
+    errors = []
+
+    def use(n):
+        try:
+            results[n] = [client.call("SHARED", f"{n}-{i}", timeout=10) for i in range(20)]
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=use, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors and all(not t.is_alive() for t in threads)
+    assert results == {n: [f"{n}-{i}".encode() for i in range(20)] for n in range(4)}
+
+
+def test_durable_broker_keeps_jobs_across_restarts(tmp_path):
+    kwargs = dict(heartbeat_ms=HEARTBEAT_MS, data_dir=str(tmp_path))
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs) as b:
+        with zmws.Worker(b.worker_endpoint, service="LATER", heartbeat_ms=HEARTBEAT_MS):
+            wait_registered(b, "LATER")
+            with zmws.Client(b.client_endpoint) as c:
+                job_id = c.submit("LATER", {"keep": 1}, key="once")
+                assert c.submit("LATER", {"keep": 1}, key="once") == job_id
+                assert c.submit("LATER", {"keep": 1}) != job_id
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs) as b:
+        with zmws.Client(b.client_endpoint) as c:
+            assert c.status(job_id)["state"] in ("queued", "active")
