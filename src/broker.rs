@@ -218,18 +218,19 @@ impl Broker {
             let cap = if parked { 5 } else { 100 };
             let wait = engine.next_wakeup().saturating_sub(clock.now_ms()).clamp(0, cap) as i64;
             let client_in = io.client_backlog.total < BACKLOG_PAUSE;
-            let mut items = Vec::with_capacity(3);
-            items.push(self.workers.as_poll_item(zmq::POLLIN));
-            items.push(self.clients.as_poll_item(if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() }));
-            if let Some(news) = &self.news {
-                items.push(news.as_poll_item(zmq::POLLIN));
-            }
-            match zmq::poll(&mut items, wait) {
+            let mut items = [
+                self.workers.as_poll_item(zmq::POLLIN),
+                self.clients.as_poll_item(if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() }),
+                self.news.as_ref().unwrap_or(&self.workers).as_poll_item(zmq::POLLIN),
+            ];
+            // Without a news socket only the first two are polled.
+            let polled = if self.news.is_some() { 3 } else { 2 };
+            match zmq::poll(&mut items[..polled], wait) {
                 Ok(_) => {}
                 Err(zmq::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            if items.get(2).map(|i| i.is_readable()).unwrap_or(false) {
+            if polled == 3 && items[2].is_readable() {
                 if let Some(news) = &self.news {
                     while let Ok(sub) = news.recv_bytes(zmq::DONTWAIT) {
                         match sub.split_first() {
