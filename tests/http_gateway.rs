@@ -62,6 +62,14 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     let r = http.get("/SYNC:STR-REV?str=abc");
     assert_eq!((r.status, r.text().as_str()), (200, "cba"));
 
+    // Idempotency-Key: the same key gives the same job, another key a new one.
+    let a = http.post_keyed("/SLEEP", "order-1");
+    assert_eq!(a.status, 202, "{}", a.text());
+    let b = http.post_keyed("/SLEEP", "order-1");
+    assert_eq!(job_id(&a), job_id(&b), "same key, same job");
+    let c = http.post_keyed("/SLEEP", "order-2");
+    assert_ne!(job_id(&a), job_id(&c));
+
     // Async with the seed's parameters, then its status and result.
     let r = http.get("/STR-REV?str=Hello,+world");
     assert_eq!(r.status, 202);

@@ -379,7 +379,20 @@ async fn service(State(st): St, req: Request) -> Response {
             }
         }
     } else {
-        match st.bridge.admin("zmws.submit", vec![svc.clone().into_bytes(), payload], None).await {
+        // `Idempotency-Key`: the same key returns the same job while that job
+        // is queued, running or within its result TTL (zmws.submit.unique).
+        let key = match parts.headers.get("idempotency-key").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
+            Some(_) => {
+                return error_response(400, "Idempotency-Key must be 1 to 255 visible ASCII characters", &[("service", json!(svc))])
+            }
+        };
+        let (submit, frames) = match key {
+            Some(k) => ("zmws.submit.unique", vec![k.into_bytes(), svc.clone().into_bytes(), payload]),
+            None => ("zmws.submit", vec![svc.clone().into_bytes(), payload]),
+        };
+        match st.bridge.admin(submit, frames, None).await {
             Ok(b) if b.len() == 1 && JobId::parse(&b[0]).is_some() => {
                 let id = String::from_utf8_lossy(&b[0]).into_owned();
                 let mut r = json_response(202, &json!({"job_id": id, "service": svc}));

@@ -258,6 +258,16 @@ impl Http {
         Http::finish(rb.send(body), &format!("POST {url}"))
     }
 
+    /// POST with an `Idempotency-Key` header.
+    pub fn post_keyed(&self, path: &str, key: &str) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut rb = self.agent.post(&url).header("Content-Type", "application/json").header("Idempotency-Key", key);
+        if let Some(a) = self.auth() {
+            rb = rb.header("Authorization", &a);
+        }
+        Http::finish(rb.send(b"{}"), &format!("POST {url}"))
+    }
+
     pub fn put(&self, path: &str) -> Resp {
         let url = format!("{}{path}", self.base);
         let mut rb = self.agent.put(&url);
