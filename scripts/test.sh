@@ -49,7 +49,7 @@ run_suite() {
 log "build"
 cargo build --release --locked
 
-run_suite "rust: unit and integration tests" cargo test --release --locked -- --test-threads=2
+run_suite "rust: unit and integration tests" cargo test --release --locked --no-fail-fast -- --test-threads=2
 [ -x tests/c/run.sh ] && run_suite "c: tests, valgrind, header drift" tests/c/run.sh
 # The Python crate shares the release target dir, so libzmq & co. are not rebuilt.
 [ -x bindings/python/run_tests.sh ] && run_suite "python: pytest" env CARGO_TARGET_DIR="$root/target" bindings/python/run_tests.sh

@@ -218,7 +218,8 @@ fn example_config_is_valid() {
     assert_eq!(cfg.workers[1].argv, ["php", "examples/php/reverse.php"]);
     assert_eq!(
         cfg.workers[2].argv,
-        ["python3", "examples/python/reverse_worker.py", "--broker=tcp://127.0.0.1:5556", "--heartbeat-ms=1000"]
+        ["python3", "examples/python/reverse_worker.py"],
+        "the Python worker reads ZMWS_WORKER_ENDPOINT and ZMWS_HEARTBEAT_MS"
     );
     assert!(cfg.workers.iter().skip(1).all(|w| w.service.as_deref() == Some("STR-REV")));
 }
