@@ -200,7 +200,7 @@ impl Broker {
         if let Some(st) = &store {
             engine.restore(st.load()?, clock.now_ms());
         }
-        let mut io = Io { client_backlog: Backlog::default(), worker_backlog: Backlog::default(), out: Vec::new(), store };
+        let mut io = Io { client_backlog: Backlog::default(), worker_backlog: Backlog::default(), out: Vec::new(), spare: Vec::new(), store };
         io.commit(&mut engine, &clock);
         tracing::info!(clients = %self.endpoints.client, workers = %self.endpoints.worker, news = ?self.endpoints.news, "broker running");
         const BATCH: usize = 512;
@@ -351,6 +351,8 @@ struct Io {
     client_backlog: Backlog,
     worker_backlog: Backlog,
     out: Vec<Output>,
+    /// The previous batch's buffer, reused so `out` keeps its capacity.
+    spare: Vec<Output>,
     store: Option<Store>,
 }
 
@@ -415,8 +417,8 @@ impl Io {
         while !self.out.is_empty() && guard < 1000 {
             guard += 1;
             self.commit(engine, clock);
-            let batch = std::mem::take(&mut self.out);
-            for o in batch {
+            let mut batch = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+            for o in batch.drain(..) {
                 let o = match o {
                     Output::Durable { ok, .. } => Output::Send(Socket::Client, ok),
                     other => other,
@@ -457,6 +459,7 @@ impl Io {
                     }
                 }
             }
+            self.spare = batch; // empty, capacity kept
         }
     }
 

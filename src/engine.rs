@@ -1031,7 +1031,7 @@ impl Engine {
     /// The commit of `ops` failed: new async jobs of that batch are dropped
     /// and their acknowledgements in `out` turned into refusals; further
     /// async jobs are refused until [`Engine::store_recovered`].
-    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, now: u64, out: &mut [Output]) {
+    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, _now: u64, out: &mut [Output]) {
         if self.store_error.is_none() {
             tracing::error!(%reason, "job store write failed: refusing new async jobs until it accepts writes again");
         } else {
@@ -1063,7 +1063,6 @@ impl Engine {
             self.forget(id);
         }
         self.journal.clear();
-        let _ = now;
     }
 
     /// The store accepts writes again.
