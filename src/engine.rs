@@ -16,7 +16,8 @@ use std::rc::Rc;
 use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
 use crate::store::{JournalOp, Loaded};
 use crate::protocol::{
-    self, encode_client_reply, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request, hex,
+    self, encode_client_reply, encode_job_record, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request,
+    encode_worker_request_batch, hex,
     ClientRequest, ClientRoute, Frame, ReplyKind, Version, WorkerCommand, WorkerMessage,
 };
 
@@ -254,6 +255,8 @@ struct WorkerRec {
     service: usize,
     version: Version,
     extended: bool,
+    /// Takes REQUEST_BATCH (announced `batch` in READY).
+    batch: bool,
     capacity: u32,
     /// (job, attempt) pairs held, including attempts that already timed out.
     held: Vec<(JobId, u32)>,
@@ -289,6 +292,9 @@ pub struct Engine {
     /// Counter for `WorkerRec::registration`.
     registrations: u64,
 }
+
+/// Most jobs one `zmws.submit.batch` message may hold.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
 /// Job ids end in 64 random bits, so those bits are already a good hash:
 /// hashing them again (SipHash) would only cost time on the job path.
@@ -436,6 +442,24 @@ impl Engine {
                     Err((code, msg)) => reply(out, err_body(code, msg)),
                 }
             }
+            b"zmws.submit.batch" => match self.submit_batch(body, now, out) {
+                Ok(ids) => {
+                    let first = ids.get(1).and_then(|f| JobId::parse(f));
+                    match first {
+                        Some(job) if self.config.persist => {
+                            let refused = err_body("503", "the job store refused the write");
+                            if let (Some(ok), Some(refused)) = (
+                                encode_client_reply(&route, &service, ReplyKind::Final, ids),
+                                encode_client_reply(&route, &service, ReplyKind::Final, refused),
+                            ) {
+                                out.push(Output::Durable { job, ok, refused });
+                            }
+                        }
+                        _ => reply(out, ids),
+                    }
+                }
+                Err((code, msg)) => reply(out, err_body(code, msg)),
+            },
             b"zmws.call" => {
                 if body.len() < 2 {
                     return reply(out, err_body("400", "zmws.call needs [tag, service, payload...]"));
@@ -552,7 +576,8 @@ impl Engine {
         Ok((id, true))
     }
 
-    /// Validates and queues a new job. Errors are (status code, message).
+    /// Validates and queues a new job, then hands out what can be handed
+    /// out. Errors are (status code, message).
     fn accept(
         &mut self,
         service: &[u8],
@@ -562,6 +587,22 @@ impl Engine {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Result<JobId, (&'static str, String)> {
+        let (id, si) = self.enqueue(service, payload, waiter, unique_key, now, out)?;
+        self.dispatch(si, now, out);
+        Ok(id)
+    }
+
+    /// Validates and queues a new job without dispatching. Returns the job
+    /// and its service index.
+    fn enqueue(
+        &mut self,
+        service: &[u8],
+        payload: Vec<Frame>,
+        waiter: Option<Waiter>,
+        unique_key: Option<Box<str>>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(JobId, usize), (&'static str, String)> {
         let service = strip_sync(service);
         let Some(&si) = self.service_index.get(service) else {
             return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
@@ -610,8 +651,43 @@ impl Engine {
         svc.stats.submitted += 1;
         self.queued_total += 1;
         self.event(out, "queued", id, si, 0, None);
+        Ok((id, si))
+    }
+
+    /// `zmws.submit.batch [service, payload, payload…]`: one async job per
+    /// payload frame, all accepted or all refused. Reply `["200", id…]`.
+    fn submit_batch(&mut self, mut body: Vec<Frame>, now: u64, out: &mut Vec<Output>) -> Result<Vec<Frame>, (&'static str, String)> {
+        if body.len() < 2 || body[0].is_empty() {
+            return Err(("400", "zmws.submit.batch needs [service, payload, payload...]".into()));
+        }
+        let n = body.len() - 1;
+        if n > MAX_SUBMIT_BATCH {
+            return Err(("400", format!("a batch holds at most {MAX_SUBMIT_BATCH} jobs; this one has {n}")));
+        }
+        let service = strip_sync(&body[0]);
+        let Some(&si) = self.service_index.get(service) else {
+            return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
+        };
+        if let Some((i, f)) = body[1..].iter().enumerate().find(|(_, f)| f.len() > self.config.max_payload) {
+            return Err(("413", format!("payload {i} of {} bytes is over the limit of {} bytes", f.len(), self.config.max_payload)));
+        }
+        if self.queued_total + n > self.config.max_queued {
+            return Err(("503", format!("queue full: {} jobs are waiting and the batch has {n}", self.queued_total)));
+        }
+        if self.config.persist {
+            if let Some(e) = &self.store_error {
+                return Err(("503", format!("the job store refuses writes: {e}")));
+            }
+        }
+        let service = body.remove(0);
+        let mut ids = Vec::with_capacity(n + 1);
+        ids.push(b"200".to_vec());
+        for payload in body {
+            let (id, _) = self.enqueue(&service, vec![payload], None, None, now, out)?;
+            ids.push(id.to_hex().to_vec());
+        }
         self.dispatch(si, now, out);
-        Ok(id)
+        Ok(ids)
     }
 
     fn lookup(&self, text: &[u8]) -> Option<(JobId, &Job)> {
@@ -675,6 +751,21 @@ impl Engine {
                 self.touch(&peer, now);
                 self.on_final(&peer, &address, Err((retryable, reason)), now, out);
             }
+            WorkerCommand::ReplyBatch { records } => {
+                self.touch(&peer, now);
+                let mut service = None;
+                for (kind, address, data) in protocol::decode_outcome_records(&records).unwrap_or_default() {
+                    let outcome = match kind {
+                        protocol::outcome::COMPLETE => Ok(vec![data.to_vec()]),
+                        k => Err((k == protocol::outcome::FAIL_RETRYABLE, String::from_utf8_lossy(data).into_owned())),
+                    };
+                    service = self.settle(&peer, address, outcome, now, out).or(service);
+                }
+                // One dispatch for the whole batch, so freed slots are refilled in one message.
+                if let Some(si) = service {
+                    self.dispatch(si, now, out);
+                }
+            }
         }
     }
 
@@ -704,7 +795,8 @@ impl Engine {
             out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
             return;
         }
-        let cap = ext.as_deref().and_then(protocol::parse_ready_extension);
+        let ext = ext.as_deref().and_then(protocol::parse_ready_extension);
+        let v02 = version == Version::V02;
         let identity: Rc<[u8]> = Rc::from(peer.into_boxed_slice());
         self.workers.insert(
             identity.clone(),
@@ -712,9 +804,10 @@ impl Engine {
                 identity: identity.clone(),
                 service: si,
                 version,
-                extended: cap.is_some() && version == Version::V02,
+                extended: ext.is_some() && v02,
+                batch: v02 && ext.map(|e| e.batch).unwrap_or(false),
                 // Capacity is a zmws extension of MDP/0.2 only.
-                capacity: if version == Version::V02 { cap.unwrap_or(1) } else { 1 },
+                capacity: if v02 { ext.map(|e| e.capacity).unwrap_or(1) } else { 1 },
                 held: Vec::new(),
                 in_idle: true,
                 registration: self.registrations + 1,
@@ -801,12 +894,27 @@ impl Engine {
     }
 
     fn on_final(&mut self, peer: &[u8], address: &[u8], outcome: Result<Vec<Frame>, (bool, String)>, now: u64, out: &mut Vec<Output>) {
+        if let Some(si) = self.settle(peer, address, outcome, now, out) {
+            self.dispatch(si, now, out);
+        }
+    }
+
+    /// Records a worker's outcome for one job it holds, without dispatching.
+    /// Returns the worker's service when the worker is known.
+    fn settle(
+        &mut self,
+        peer: &[u8],
+        address: &[u8],
+        outcome: Result<Vec<Frame>, (bool, String)>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Option<usize> {
         let id = JobId::parse(address);
-        let Some(w) = self.workers.get_mut(peer) else { return };
+        let w = self.workers.get_mut(peer)?;
         let pos = id.and_then(|id| w.held.iter().position(|(j, _)| *j == id));
         let Some(pos) = pos else {
             tracing::debug!(worker = %hex(peer), "reply for a job this worker does not hold: ignored");
-            return;
+            return Some(w.service);
         };
         let (id, attempt) = w.held.swap_remove(pos);
         w.jobs_done += 1;
@@ -828,7 +936,7 @@ impl Engine {
                 Err((false, reason)) => self.finish(id, JobState::Failed, None, Some(reason), now, out),
             }
         }
-        self.dispatch(si, now, out);
+        Some(si)
     }
 
     /// Moves a job to a final state, answers its waiter, records it for TTL.
@@ -932,8 +1040,12 @@ impl Engine {
         }
     }
 
-    /// Pairs queued jobs of service `si` with its idle workers.
+    /// Pairs queued jobs of service `si` with its idle workers. A worker
+    /// that takes batches gets up to its free slots in one REQUEST_BATCH
+    /// (an even share of the queue among the idle workers); others get one
+    /// REQUEST per job.
     fn dispatch(&mut self, si: usize, now: u64, out: &mut Vec<Output>) {
+        let mut given: Vec<(JobId, u32)> = Vec::new();
         loop {
             let svc = &mut self.services[si];
             if svc.queue.is_empty() {
@@ -946,42 +1058,59 @@ impl Engine {
                 continue; // an entry left by an earlier registration of this identity
             }
             w.in_idle = false;
-            if w.held.len() as u32 >= w.capacity {
+            let free = w.capacity.saturating_sub(w.held.len() as u32) as usize;
+            if free == 0 {
                 continue;
             }
-            // Find a job that is still queued (cancelled ones are skipped).
-            let mut job_id = None;
-            while let Some(id) = svc.queue.pop_front() {
-                if self.jobs.get(&id).map(|j| j.state == JobState::Queued).unwrap_or(false) {
-                    job_id = Some(id);
-                    break;
+            let share = if w.batch { free.min(svc.queue.len().div_ceil(svc.idle.len() + 1)).max(1) } else { 1 };
+            let mut records = Vec::new();
+            given.clear();
+            while given.len() < share {
+                // Find a job that is still queued (cancelled ones are skipped).
+                let Some(id) = svc.queue.pop_front() else { break };
+                let Some(job) = self.jobs.get_mut(&id) else { continue };
+                if job.state != JobState::Queued {
+                    continue;
                 }
+                self.queued_total -= 1;
+                job.state = JobState::Active;
+                job.attempts += 1;
+                job.worker = Some(w.identity.clone());
+                job.started_ms = now;
+                let attempt = job.attempts as u32;
+                if job.durable() {
+                    self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
+                }
+                w.held.push((id, attempt));
+                let frames = frame_slices(&job.payload, job.flags & MULTI_FRAME != 0);
+                if w.batch {
+                    encode_job_record(&mut records, &id.to_hex(), attempt, &frames);
+                } else {
+                    let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &frames);
+                    out.push(Output::Send(Socket::Worker, msg));
+                }
+                given.push((id, attempt));
             }
-            let Some(id) = job_id else {
+            if given.is_empty() {
                 w.in_idle = true;
                 svc.idle.push_front((wid, registration));
                 return;
-            };
-            self.queued_total -= 1;
-            let job = self.jobs.get_mut(&id).expect("checked above");
-            job.state = JobState::Active;
-            job.attempts += 1;
-            job.worker = Some(w.identity.clone());
-            job.started_ms = now;
-            let attempt = job.attempts as u32;
-            if job.durable() {
-                self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
             }
-            w.held.push((id, attempt));
-            let frames = frame_slices(&job.payload, job.flags & MULTI_FRAME != 0);
-            let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &frames);
-            out.push(Output::Send(Socket::Worker, msg));
+            if w.batch {
+                out.push(Output::Send(Socket::Worker, encode_worker_request_batch(&w.identity, records)));
+            }
             if (w.held.len() as u32) < w.capacity {
                 w.in_idle = true;
                 svc.idle.push_back((wid, registration));
             }
-            self.deadlines.push_back((now + self.config.job_timeout_ms, id, attempt));
-            self.event(out, "started", id, si, attempt, None);
+            for &(id, attempt) in &given {
+                self.deadlines.push_back((now + self.config.job_timeout_ms, id, attempt));
+            }
+            if self.config.emit_events {
+                for &(id, attempt) in &given {
+                    self.event(out, "started", id, si, attempt, None);
+                }
+            }
         }
     }
 

@@ -39,6 +39,12 @@ pub const W_DISCONNECT_OR_HEARTBEAT: u8 = 0x05;
 pub const W_DISCONNECT_V2: u8 = 0x06;
 /// zmws extension: FAIL `[job_id, "", retryable "0"/"1", reason]`.
 pub const W_FAIL: u8 = 0x10;
+/// zmws extension (workers that announced `batch`): several jobs in one
+/// message, `[MDPW02, 0x11, records]`, see [`encode_job_records`].
+pub const W_REQUEST_BATCH: u8 = 0x11;
+/// zmws extension: several outcomes in one message, `[MDPW02, 0x12, records]`,
+/// see [`encode_outcome_record`].
+pub const W_REPLY_BATCH: u8 = 0x12;
 
 /// Prefix of the optional READY frame by which a zmws worker announces the
 /// extensions (capacity, FAIL, attempt number in REQUEST).
@@ -119,6 +125,12 @@ pub enum WorkerCommand {
         retryable: bool,
         /// Why it failed.
         reason: String,
+    },
+    /// zmws extension: several outcomes packed in one frame
+    /// (see [`decode_outcome_records`]).
+    ReplyBatch {
+        /// The packed records.
+        records: Frame,
     },
     /// Liveness signal.
     Heartbeat,
@@ -246,6 +258,13 @@ pub fn decode_worker(mut frames: Vec<Frame>) -> Result<WorkerMessage, DecodeErro
                 .unwrap_or_else(|| "worker reported failure".to_string());
             WorkerCommand::Fail { address, retryable, reason }
         }
+        (Version::V02, W_REPLY_BATCH) => {
+            let records = rest.into_iter().next().unwrap_or_default();
+            if decode_outcome_records(&records).is_none() {
+                return Err(bad(Some(&peer), "REPLY_BATCH records are malformed"));
+            }
+            WorkerCommand::ReplyBatch { records }
+        }
         (_, other) => return Err(bad(Some(&peer), format!("unknown worker command 0x{other:02x}"))),
     };
     Ok(WorkerMessage { peer, version, command })
@@ -350,20 +369,124 @@ pub fn encode_worker_disconnect(peer: &[u8], version: Version) -> Vec<Frame> {
     out
 }
 
-/// Parses the capacity from a READY extension frame (`zmws:1 capacity=4`).
+/// What a zmws worker announced in its READY extension frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadyExtension {
+    /// Jobs it may hold at once (`capacity=N`, default 1).
+    pub capacity: u32,
+    /// It takes REQUEST_BATCH and may send REPLY_BATCH (`batch`).
+    pub batch: bool,
+}
+
+/// Parses a READY extension frame (`zmws:1 capacity=4 batch`).
 /// Returns `None` when the frame is not a zmws extension frame.
-pub fn parse_ready_extension(frame: &[u8]) -> Option<u32> {
+pub fn parse_ready_extension(frame: &[u8]) -> Option<ReadyExtension> {
     if !frame.starts_with(READY_EXTENSION_PREFIX) {
         return None;
     }
     let text = std::str::from_utf8(frame).ok()?;
-    let mut capacity = 1;
+    let mut ext = ReadyExtension { capacity: 1, batch: false };
     for part in text.split_whitespace().skip(1) {
         if let Some(v) = part.strip_prefix("capacity=") {
-            capacity = v.parse::<u32>().ok().filter(|c| *c >= 1).unwrap_or(1);
+            ext.capacity = v.parse::<u32>().ok().filter(|c| *c >= 1).unwrap_or(1);
+        } else if part == "batch" {
+            ext.batch = true;
         }
     }
-    Some(capacity)
+    Some(ext)
+}
+
+/// Appends one job record of a REQUEST_BATCH frame:
+/// `u8 id_len, id, u32-LE attempt, u32-LE payload_len, payload frames concatenated`.
+pub fn encode_job_record(out: &mut Vec<u8>, id: &[u8], attempt: u32, payload: &[&[u8]]) {
+    let len: usize = payload.iter().map(|f| f.len()).sum();
+    out.reserve(id.len() + 9 + len);
+    out.push(id.len().min(255) as u8);
+    out.extend_from_slice(&id[..id.len().min(255)]);
+    out.extend_from_slice(&attempt.to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    for f in payload {
+        out.extend_from_slice(f);
+    }
+}
+
+/// The job records of a REQUEST_BATCH frame as `(id, attempt, payload)`;
+/// `None` if the frame is malformed.
+pub fn decode_job_records(data: &[u8]) -> Option<Vec<(&[u8], u32, &[u8])>> {
+    let mut out = Vec::new();
+    let mut r = Reader(data);
+    while !r.0.is_empty() {
+        let n = r.u8()? as usize;
+        let id = r.take(n)?;
+        let attempt = r.u32()?;
+        let len = r.u32()? as usize;
+        out.push((id, attempt, r.take(len)?));
+    }
+    Some(out)
+}
+
+/// Outcome kinds of a REPLY_BATCH record.
+pub mod outcome {
+    /// Completed; the data is the result.
+    pub const COMPLETE: u8 = b'F';
+    /// Failed for good; the data is the reason.
+    pub const FAIL: u8 = b'X';
+    /// Failed, may be retried; the data is the reason.
+    pub const FAIL_RETRYABLE: u8 = b'R';
+}
+
+/// Appends one record of a REPLY_BATCH frame:
+/// `u8 kind ('F' complete, 'X' fail, 'R' retryable fail), u8 id_len, id, u32-LE len, data`.
+pub fn encode_outcome_record(out: &mut Vec<u8>, kind: u8, id: &[u8], data: &[u8]) {
+    out.reserve(id.len() + 6 + data.len());
+    out.push(kind);
+    out.push(id.len().min(255) as u8);
+    out.extend_from_slice(&id[..id.len().min(255)]);
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+}
+
+/// The records of a REPLY_BATCH frame as `(kind, id, data)`; `None` if the
+/// frame is malformed or a kind is unknown.
+pub fn decode_outcome_records(data: &[u8]) -> Option<Vec<(u8, &[u8], &[u8])>> {
+    let mut out = Vec::new();
+    let mut r = Reader(data);
+    while !r.0.is_empty() {
+        let kind = r.u8()?;
+        if ![outcome::COMPLETE, outcome::FAIL, outcome::FAIL_RETRYABLE].contains(&kind) {
+            return None;
+        }
+        let n = r.u8()? as usize;
+        let id = r.take(n)?;
+        let len = r.u32()? as usize;
+        out.push((kind, id, r.take(len)?));
+    }
+    Some(out)
+}
+
+/// A cursor over a packed record frame.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+/// Encodes a REQUEST_BATCH message to a worker from packed job records.
+pub fn encode_worker_request_batch(peer: &[u8], records: Vec<u8>) -> Vec<Frame> {
+    vec![peer.to_vec(), MDPW02.to_vec(), vec![W_REQUEST_BATCH], records]
 }
 
 /// Lowercase hex of arbitrary bytes (worker identities in listings).
@@ -411,7 +534,8 @@ mod tests {
         assert_eq!(m.command, WorkerCommand::Disconnect);
         assert!(decode_worker(vec![f("w"), f("MDPW02"), vec![4], f("job")]).is_err());
         assert!(decode_worker(vec![f("w"), f("MDPW02"), vec![0x7f]]).is_err());
-        assert_eq!(parse_ready_extension(b"zmws:1 capacity=8"), Some(8));
+        assert_eq!(parse_ready_extension(b"zmws:1 capacity=8"), Some(ReadyExtension { capacity: 8, batch: false }));
+        assert_eq!(parse_ready_extension(b"zmws:1 capacity=16 batch"), Some(ReadyExtension { capacity: 16, batch: true }));
         assert_eq!(parse_ready_extension(b"other"), None);
     }
 
@@ -421,5 +545,32 @@ mod tests {
         assert!(encode_client_reply(&route, b"s", ReplyKind::Partial, vec![f("x")]).is_none());
         let m = encode_client_reply(&route, b"s", ReplyKind::Final, vec![f("x")]).unwrap();
         assert_eq!(m, vec![f("c"), f(""), f("MDPC01"), f("s"), f("x")]);
+    }
+
+    #[test]
+    fn job_records_round_trip() {
+        let mut buf = Vec::new();
+        encode_job_record(&mut buf, b"0123456789abcdef0123456789abcdef", 2, &[b"ab", b"cd"]);
+        encode_job_record(&mut buf, b"ffffffffffffffffffffffffffffffff", 1, &[]);
+        let recs = decode_job_records(&buf).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0], (&b"0123456789abcdef0123456789abcdef"[..], 2, &b"abcd"[..]));
+        assert_eq!(recs[1].2, b"");
+        assert!(decode_job_records(&buf[..buf.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn outcome_records_round_trip_and_reject_garbage() {
+        let mut buf = Vec::new();
+        encode_outcome_record(&mut buf, outcome::COMPLETE, b"id1", b"result");
+        encode_outcome_record(&mut buf, outcome::FAIL_RETRYABLE, b"id2", b"why");
+        let recs = decode_outcome_records(&buf).unwrap();
+        assert_eq!(recs, vec![(b'F', &b"id1"[..], &b"result"[..]), (b'R', &b"id2"[..], &b"why"[..])]);
+        assert!(decode_outcome_records(b"Z\x01a\x00\x00\x00\x00").is_none());
+        assert!(decode_outcome_records(&buf[..5]).is_none());
+        let msg = vec![b"w1".to_vec(), MDPW02.to_vec(), vec![W_REPLY_BATCH], b"garbage".to_vec()];
+        assert!(decode_worker(msg).is_err());
+        let msg = vec![b"w1".to_vec(), MDPW02.to_vec(), vec![W_REPLY_BATCH], buf];
+        assert!(matches!(decode_worker(msg).unwrap().command, WorkerCommand::ReplyBatch { .. }));
     }
 }

@@ -1,26 +1,38 @@
 //! The zmws worker: registers one service with a broker and pulls jobs.
 //!
-//! A background thread owns the broker connection: it sends READY and
-//! heartbeats, watches the broker's heartbeats, reconnects (to the next
-//! endpoint of the list) when the broker goes quiet or sends DISCONNECT, and
-//! passes jobs to the front over an in-process socket. The front
-//! ([`Worker::next_event`], [`Worker::complete`], …) never blocks the
-//! heartbeats, so a job may run for minutes without being taken for dead.
+//! The broker connection (a DEALER socket) lives in [`Connection`] behind a
+//! mutex, and whichever thread holds it does the I/O: the caller's thread in
+//! [`Worker::next_event`] and [`Worker::complete`] (so a job reaches the
+//! caller and a result reaches the broker with no thread hand-off), and a
+//! small keeper thread while the caller is busy running a job (so
+//! heartbeats go on and a job may run for minutes without being taken for
+//! dead). The keeper only ever *tries* the lock. The holder sends READY and
+//! heartbeats, watches the broker's heartbeats, and reconnects (to the next
+//! endpoint of the list) when the broker goes quiet or sends DISCONNECT.
+//!
+//! With a zmws broker, jobs come in REQUEST_BATCH messages (up to the free
+//! capacity at once) and outcomes go back in REPLY_BATCH messages: an
+//! outcome is held back only while more received jobs wait to be taken
+//! (and never longer than [`REPLY_HOLD`]), so batching never delays the
+//! last result of a burst.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::client::split_endpoints;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Frame, MDPW02, READY_EXTENSION_PREFIX, W_DISCONNECT_OR_HEARTBEAT, W_DISCONNECT_V2, W_FAIL, W_HEARTBEAT_OR_FINAL, W_READY,
-    W_REPLY_OR_PARTIAL, W_REQUEST,
+    self, outcome, Frame, MDPW02, READY_EXTENSION_PREFIX, W_DISCONNECT_OR_HEARTBEAT, W_DISCONNECT_V2, W_FAIL,
+    W_HEARTBEAT_OR_FINAL, W_READY, W_REPLY_BATCH, W_REPLY_OR_PARTIAL, W_REQUEST, W_REQUEST_BATCH,
 };
+
+/// Longest time an outcome waits in the reply batch.
+pub const REPLY_HOLD: Duration = Duration::from_millis(2);
 
 /// How a worker connects and behaves.
 #[derive(Clone, Debug)]
@@ -97,17 +109,27 @@ impl StopHandle {
 /// A worker connection. `Send + Sync`: jobs may be answered from other threads.
 pub struct Worker {
     config: WorkerConfig,
-    _ctx: zmq::Context,
-    inbox: Mutex<zmq::Socket>,
-    outbox: Mutex<zmq::Socket>,
+    shared: Arc<Shared>,
     stop: StopHandle,
-    shutdown: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    last_activity: Mutex<Instant>,
+    keeper: Option<JoinHandle<()>>,
+    keeper_thread: std::thread::Thread,
     jobs_done: AtomicU64,
 }
 
-static PIPE_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// What the caller's threads and the keeper thread share.
+struct Shared {
+    conn: Mutex<Connection>,
+    /// Wakes the thread polling inside `next_event` when another thread
+    /// waits for the connection (to answer a job).
+    wake_tx: Mutex<zmq::Socket>,
+    shutdown: AtomicBool,
+    /// Set (under the connection lock) while outcomes are held back for a
+    /// batch; the keeper then checks every half [`REPLY_HOLD`].
+    holding: AtomicBool,
+    last_activity: Mutex<Instant>,
+}
+
+static WAKE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl Worker {
     /// Connects a worker for `service` to `endpoints` (comma-separated list).
@@ -127,20 +149,14 @@ impl Worker {
             return Err(Error::InvalidArgument("capacity must be at least 1".into()));
         }
         let ctx = zmq::Context::new();
-        let n = PIPE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let jobs_addr = format!("inproc://zmws-worker-jobs-{n}");
-        let replies_addr = format!("inproc://zmws-worker-replies-{n}");
-        let inbox = ctx.socket(zmq::PAIR)?;
-        inbox.bind(&jobs_addr)?;
-        let outbox = ctx.socket(zmq::PAIR)?;
-        outbox.bind(&replies_addr)?;
-        let bg_jobs = ctx.socket(zmq::PAIR)?;
-        bg_jobs.connect(&jobs_addr)?;
-        let bg_replies = ctx.socket(zmq::PAIR)?;
-        bg_replies.connect(&replies_addr)?;
-        for s in [&inbox, &outbox, &bg_jobs, &bg_replies] {
-            s.set_sndhwm(0)?;
-            s.set_rcvhwm(0)?;
+        let wake_addr = format!("inproc://zmws-worker-wake-{}", WAKE_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let wake_rx = ctx.socket(zmq::PAIR)?;
+        wake_rx.bind(&wake_addr)?;
+        let wake_tx = ctx.socket(zmq::PAIR)?;
+        wake_tx.connect(&wake_addr)?;
+        for s in [&wake_rx, &wake_tx] {
+            s.set_sndhwm(16)?;
+            s.set_rcvhwm(16)?;
             s.set_linger(0)?;
         }
         // Validate endpoints now so a typo is an error, not a silent retry loop.
@@ -155,29 +171,43 @@ impl Worker {
             let _ = probe.disconnect(ep);
         }
         drop(probe);
-        let shutdown = Arc::new(AtomicBool::new(false));
-        let bg = Background {
-            ctx: ctx.clone(),
+        let now = Instant::now();
+        let mut conn = Connection {
+            ctx,
             config: config.clone(),
-            jobs: bg_jobs,
-            replies: bg_replies,
-            shutdown: shutdown.clone(),
-            held: HashMap::new(),
+            socket: None,
+            wake_rx,
+            index: 0,
             generation: 0,
+            held: HashMap::new(),
+            pending: VecDeque::new(),
+            outbox: Vec::new(),
+            outbox_jobs: 0,
+            outbox_since: now,
+            heard: now,
+            next_heartbeat: now,
+            reconnect_at: now,
         };
-        let thread = std::thread::Builder::new()
-            .name("zmws-worker-io".into())
-            .spawn(move || bg.run())
+        conn.ensure_connected(now);
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            wake_tx: Mutex::new(wake_tx),
+            shutdown: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
+            last_activity: Mutex::new(now),
+        });
+        let keeper_shared = shared.clone();
+        let tick = Duration::from_millis((config.heartbeat_ms / 4).clamp(1, 50));
+        let keeper = std::thread::Builder::new()
+            .name("zmws-worker-keeper".into())
+            .spawn(move || keep(keeper_shared, tick))
             .map_err(|e| Error::Io(format!("cannot start worker thread: {e}")))?;
         Ok(Worker {
             config,
-            _ctx: ctx,
-            inbox: Mutex::new(inbox),
-            outbox: Mutex::new(outbox),
+            shared,
             stop: StopHandle(Arc::new(AtomicBool::new(false))),
-            shutdown,
-            thread: Some(thread),
-            last_activity: Mutex::new(Instant::now()),
+            keeper_thread: keeper.thread().clone(),
+            keeper: Some(keeper),
             jobs_done: AtomicU64::new(0),
         })
     }
@@ -211,40 +241,58 @@ impl Worker {
     pub fn next_event(&self, timeout: Duration) -> Result<WorkerEvent> {
         let deadline = crate::deadline_after(timeout);
         let idle_span = Duration::from_millis(self.config.heartbeat_ms * self.config.idle_after.max(1) as u64);
-        let inbox = self.inbox.lock();
+        // Another thread may be waiting here already: wait for it within our own timeout.
+        let Some(mut conn) = self.shared.conn.try_lock_until(deadline) else {
+            return Ok(WorkerEvent::Timeout);
+        };
         loop {
             if self.stop.is_stopped() {
                 return Err(Error::Closed("worker stopped".into()));
             }
+            if self.shared.shutdown.load(Ordering::SeqCst) {
+                return Err(Error::Closed("worker connection is closed".into()));
+            }
             let now = Instant::now();
+            if let Some(job) = conn.pending.pop_front() {
+                if conn.pending.is_empty() {
+                    conn.flush_outbox();
+                }
+                *self.shared.last_activity.lock() = now;
+                return Ok(WorkerEvent::Job(job));
+            }
             {
-                let mut last = self.last_activity.lock();
+                let mut last = self.shared.last_activity.lock();
                 if now.duration_since(*last) >= idle_span {
                     *last = now;
                     return Ok(WorkerEvent::Idle);
                 }
             }
+            conn.maintain(now);
+            if !conn.pending.is_empty() {
+                continue;
+            }
             if now >= deadline {
                 return Ok(WorkerEvent::Timeout);
             }
-            let slice = deadline.saturating_duration_since(now).min(Duration::from_millis(50));
-            let ready = match inbox.poll(zmq::POLLIN, slice.as_millis() as i64) {
-                Ok(n) => n,
+            let wait = deadline
+                .min(conn.next_deadline())
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
+            // Round up: a 0 ms poll on a sub-millisecond wait would spin.
+            let wait_ms = (wait.as_micros() as i64 + 999) / 1000;
+            let (broker_ready, woken) = match conn.poll(wait_ms) {
+                Ok(r) => r,
                 Err(zmq::Error::EINTR) => continue, // a signal: the stop flag is checked above
                 Err(e) => return Err(e.into()),
             };
-            if ready == 0 {
-                continue;
+            if broker_ready {
+                conn.receive(Instant::now());
             }
-            let mut frames = inbox.recv_multipart(0)?;
-            if frames.len() < 2 {
-                continue;
+            if woken {
+                conn.drain_wake();
+                // Let the thread that woke us answer its job, then carry on.
+                MutexGuard::unlocked_fair(&mut conn, || {});
             }
-            let payload = frames.split_off(2).concat();
-            let attempt = std::str::from_utf8(&frames[1]).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-            let id = String::from_utf8_lossy(&frames[0]).into_owned();
-            *self.last_activity.lock() = Instant::now();
-            return Ok(WorkerEvent::Job(Job { id, attempt, payload }));
         }
     }
 
@@ -260,13 +308,20 @@ impl Worker {
         }
     }
 
-    fn send_reply(&self, frames: Vec<Vec<u8>>) -> Result<()> {
-        if self.thread.as_ref().map(|t| t.is_finished()).unwrap_or(true) {
+    /// Takes the connection, waking a thread that polls inside `next_event`.
+    fn lock_connection(&self) -> Result<MutexGuard<'_, Connection>> {
+        if self.shared.shutdown.load(Ordering::SeqCst) {
             return Err(Error::Closed("worker connection is closed".into()));
         }
-        self.outbox.lock().send_multipart(frames, 0)?;
-        *self.last_activity.lock() = Instant::now();
-        Ok(())
+        let conn = match self.shared.conn.try_lock() {
+            Some(c) => c,
+            None => {
+                let _ = self.shared.wake_tx.lock().send(&[][..], zmq::DONTWAIT);
+                self.shared.conn.lock()
+            }
+        };
+        *self.shared.last_activity.lock() = Instant::now();
+        Ok(conn)
     }
 
     fn check_id(job_id: &str) -> Result<()> {
@@ -279,7 +334,17 @@ impl Worker {
     /// Completes a job with its result.
     pub fn complete(&self, job_id: &str, result: &[u8]) -> Result<()> {
         Worker::check_id(job_id)?;
-        self.send_reply(vec![b"F".to_vec(), job_id.as_bytes().to_vec(), result.to_vec()])?;
+        self.answer(job_id, outcome::COMPLETE, result)
+    }
+
+    fn answer(&self, job_id: &str, kind: u8, data: &[u8]) -> Result<()> {
+        let mut conn = self.lock_connection()?;
+        if conn.answer(job_id.as_bytes(), kind, data) {
+            // A batch is being held back: make sure the keeper sends it in time.
+            self.shared.holding.store(true, Ordering::SeqCst);
+            drop(conn);
+            self.keeper_thread.unpark();
+        }
         self.jobs_done.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -288,16 +353,15 @@ impl Worker {
     /// another attempt (if any are left); otherwise the job ends now.
     pub fn fail(&self, job_id: &str, reason: &str, retryable: bool) -> Result<()> {
         Worker::check_id(job_id)?;
-        let flag = if retryable { b"1".to_vec() } else { b"0".to_vec() };
-        self.send_reply(vec![b"X".to_vec(), job_id.as_bytes().to_vec(), flag, reason.as_bytes().to_vec()])?;
-        self.jobs_done.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        let kind = if retryable { outcome::FAIL_RETRYABLE } else { outcome::FAIL };
+        self.answer(job_id, kind, reason.as_bytes())
     }
 
     /// Sends a partial result (progress) to a client waiting on the job.
     pub fn partial(&self, job_id: &str, data: &[u8]) -> Result<()> {
         Worker::check_id(job_id)?;
-        self.send_reply(vec![b"P".to_vec(), job_id.as_bytes().to_vec(), data.to_vec()])
+        self.lock_connection()?.partial(job_id.as_bytes(), data);
+        Ok(())
     }
 
     /// Runs jobs through `handler` until [`Worker::stop`]: `Ok(result)`
@@ -326,10 +390,15 @@ impl Worker {
     }
 
     fn close_inner(&mut self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        if self.shared.shutdown.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.shared.wake_tx.lock().send(&[][..], zmq::DONTWAIT);
+        self.keeper_thread.unpark();
+        if let Some(t) = self.keeper.take() {
             let _ = t.join();
         }
+        self.shared.conn.lock().disconnect();
     }
 }
 
@@ -339,16 +408,60 @@ impl Drop for Worker {
     }
 }
 
-/// The I/O thread behind a [`Worker`].
-struct Background {
+/// The keeper thread: while nobody else holds the connection, it keeps
+/// heartbeats, reconnection and held-back replies going.
+fn keep(shared: Arc<Shared>, tick: Duration) {
+    let mut wait = tick;
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        std::thread::park_timeout(wait);
+        wait = tick;
+        if let Some(mut conn) = shared.conn.try_lock() {
+            let now = Instant::now();
+            conn.receive(now);
+            conn.maintain(now);
+            if conn.outbox_jobs > 0 {
+                wait = (conn.outbox_since + REPLY_HOLD).saturating_duration_since(now).max(Duration::from_micros(200));
+            } else {
+                shared.holding.store(false, Ordering::SeqCst);
+            }
+        } else if shared.holding.load(Ordering::SeqCst) {
+            wait = REPLY_HOLD / 2;
+        }
+    }
+}
+
+/// Where a held job came from.
+#[derive(Clone, Copy)]
+struct Held {
+    /// Connection generation that delivered it.
+    generation: u64,
+    /// It came in a REQUEST_BATCH, so its outcome may go in a REPLY_BATCH.
+    batched: bool,
+}
+
+/// The broker connection and the state that goes with it. Only the thread
+/// holding the mutex touches it.
+struct Connection {
     ctx: zmq::Context,
     config: WorkerConfig,
-    jobs: zmq::Socket,
-    replies: zmq::Socket,
-    shutdown: Arc<AtomicBool>,
-    /// Job id → connection generation it came from.
-    held: HashMap<Vec<u8>, u64>,
+    socket: Option<zmq::Socket>,
+    wake_rx: zmq::Socket,
+    /// Endpoint index (into `config.endpoints`, modulo its length).
+    index: usize,
     generation: u64,
+    /// Job id → where it came from, for jobs received and not yet answered.
+    held: HashMap<Vec<u8>, Held>,
+    /// Jobs received and not yet taken by `next_event`.
+    pending: VecDeque<Job>,
+    /// Outcome records held back for one REPLY_BATCH.
+    outbox: Vec<u8>,
+    outbox_jobs: usize,
+    outbox_since: Instant,
+    /// When the broker was last heard from.
+    heard: Instant,
+    next_heartbeat: Instant,
+    /// With no socket: when to try to connect again.
+    reconnect_at: Instant,
 }
 
 fn worker_frames(cmd: u8, rest: Vec<Frame>) -> Vec<Frame> {
@@ -359,142 +472,236 @@ fn worker_frames(cmd: u8, rest: Vec<Frame>) -> Vec<Frame> {
     f
 }
 
-impl Background {
-    fn connect(&mut self, index: usize) -> Option<zmq::Socket> {
-        let ep = &self.config.endpoints[index % self.config.endpoints.len()];
-        let s = self.ctx.socket(zmq::DEALER).ok()?;
-        // Abandoned connections must not hold the process at exit: no linger
-        // (raised briefly for the final DISCONNECT), and a handshake that
-        // takes longer than the liveness window is given up.
-        let _ = s.set_linger(0);
-        let patience = (self.config.heartbeat_ms * self.config.liveness.max(1) as u64).clamp(500, i32::MAX as u64);
-        let _ = s.set_handshake_ivl(patience as i32);
-        let _ = s.set_sndhwm(100_000);
-        let _ = s.set_rcvhwm(100_000);
-        s.connect(ep).ok()?;
-        self.generation += 1;
-        // Jobs still running from an earlier connection take slots the new
-        // broker cannot see: announce only the free ones.
-        let free = self.config.capacity.saturating_sub(self.held.len() as u32).max(1);
-        let ext = format!("{} capacity={free}", std::str::from_utf8(READY_EXTENSION_PREFIX).unwrap_or("zmws:1"));
-        let ready = worker_frames(W_READY, vec![self.config.service.as_bytes().to_vec(), ext.into_bytes()]);
-        s.send_multipart(ready, 0).ok()?;
-        tracing::debug!(endpoint = %ep, service = %self.config.service, "worker connected");
-        Some(s)
+impl Connection {
+    fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.config.heartbeat_ms.max(1))
     }
 
-    fn run(mut self) {
-        let hb = Duration::from_millis(self.config.heartbeat_ms.max(1));
-        let patience = hb * self.config.liveness.max(1);
-        let mut index = 0usize;
-        'connection: while !self.shutdown.load(Ordering::SeqCst) {
-            // After a lost connection, wait for a free slot before offering
-            // the service again, so a busy worker is not sent more than it
-            // can hold (its running job was requeued by the old broker).
-            while self.held.len() as u32 >= self.config.capacity && !self.shutdown.load(Ordering::SeqCst) {
-                if self.replies.poll(zmq::POLLIN, 100).unwrap_or(0) > 0 {
-                    while let Ok(frames) = self.replies.recv_multipart(zmq::DONTWAIT) {
-                        if frames.len() >= 2 && frames[0].as_slice() != b"P" {
-                            self.held.remove(&frames[1]);
-                        }
-                    }
-                }
+    /// The next moment `maintain` has something to do.
+    fn next_deadline(&self) -> Instant {
+        let mut t = if self.socket.is_some() {
+            self.next_heartbeat.min(self.heard + self.heartbeat() * self.config.liveness.max(1))
+        } else {
+            self.reconnect_at
+        };
+        if self.outbox_jobs > 0 {
+            t = t.min(self.outbox_since + REPLY_HOLD);
+        }
+        t
+    }
+
+    /// Connects when disconnected and due, once a slot is free: jobs still
+    /// running from an earlier connection take slots the new broker cannot
+    /// see, so a busy worker is not sent more than it can hold.
+    fn ensure_connected(&mut self, now: Instant) {
+        if self.socket.is_some() || now < self.reconnect_at || self.held.len() as u32 >= self.config.capacity {
+            return;
+        }
+        let ep = self.config.endpoints[self.index % self.config.endpoints.len()].clone();
+        match self.open(&ep) {
+            Ok(s) => {
+                self.socket = Some(s);
+                self.generation += 1;
+                self.heard = now;
+                self.next_heartbeat = now + self.heartbeat();
+                tracing::debug!(endpoint = %ep, service = %self.config.service, "worker connected");
             }
-            let Some(broker) = self.connect(index) else {
-                std::thread::sleep(Duration::from_millis(self.config.reconnect_ms));
-                index += 1;
-                continue;
-            };
-            let mut heard = Instant::now();
-            let mut next_hb = Instant::now() + hb;
-            loop {
-                if self.shutdown.load(Ordering::SeqCst) {
-                    let _ = broker.set_linger(500);
-                    self.flush_replies(&broker);
-                    let _ = broker.send_multipart(worker_frames(W_DISCONNECT_V2, vec![]), zmq::DONTWAIT);
-                    break 'connection;
-                }
-                let wait = next_hb.saturating_duration_since(Instant::now()).min(Duration::from_millis(100));
-                let mut items = [broker.as_poll_item(zmq::POLLIN), self.replies.as_poll_item(zmq::POLLIN)];
-                if zmq::poll(&mut items, wait.as_millis() as i64).is_err() {
-                    continue;
-                }
-                let (broker_ready, replies_ready) = (items[0].is_readable(), items[1].is_readable());
-                if replies_ready {
-                    self.flush_replies(&broker);
-                }
-                if broker_ready {
-                    while let Ok(frames) = broker.recv_multipart(zmq::DONTWAIT) {
-                        heard = Instant::now();
-                        if frames.len() < 2 || frames[0] != MDPW02 || frames[1].len() != 1 {
-                            continue;
-                        }
-                        match frames[1][0] {
-                            W_REQUEST => self.forward_job(frames),
-                            W_DISCONNECT_V2 => {
-                                tracing::info!("broker sent DISCONNECT: reconnecting");
-                                std::thread::sleep(Duration::from_millis(self.config.reconnect_ms));
-                                continue 'connection;
-                            }
-                            _ => {} // heartbeat
-                        }
-                    }
-                }
-                if Instant::now() >= next_hb {
-                    let _ = broker.send_multipart(worker_frames(W_DISCONNECT_OR_HEARTBEAT, vec![]), zmq::DONTWAIT);
-                    next_hb = Instant::now() + hb;
-                }
-                if heard.elapsed() > patience {
-                    tracing::warn!("broker silent past liveness: reconnecting to the next endpoint");
-                    index += 1;
-                    std::thread::sleep(Duration::from_millis(self.config.reconnect_ms));
-                    continue 'connection;
-                }
+            Err(e) => {
+                tracing::warn!(endpoint = %ep, error = %e, "worker cannot connect: trying the next endpoint");
+                self.index += 1;
+                self.reconnect_at = now + Duration::from_millis(self.config.reconnect_ms);
             }
         }
     }
 
-    /// REQUEST `[MDPW02, 0x02, job_id, "", attempt, payload…]` → front `[job_id, attempt, payload…]`.
-    fn forward_job(&mut self, mut frames: Vec<Frame>) {
+    fn open(&self, ep: &str) -> std::result::Result<zmq::Socket, zmq::Error> {
+        let s = self.ctx.socket(zmq::DEALER)?;
+        // Abandoned connections must not hold the process at exit: no linger
+        // (raised briefly for the final DISCONNECT), and a handshake that
+        // takes longer than the liveness window is given up.
+        s.set_linger(0)?;
+        let patience = (self.config.heartbeat_ms * self.config.liveness.max(1) as u64).clamp(500, i32::MAX as u64);
+        s.set_handshake_ivl(patience as i32)?;
+        s.set_sndhwm(100_000)?;
+        s.set_rcvhwm(100_000)?;
+        s.connect(ep)?;
+        let free = self.config.capacity.saturating_sub(self.held.len() as u32).max(1);
+        let prefix = std::str::from_utf8(READY_EXTENSION_PREFIX).unwrap_or("zmws:1");
+        let ext = format!("{prefix} capacity={free} batch");
+        s.send_multipart(worker_frames(W_READY, vec![self.config.service.as_bytes().to_vec(), ext.into_bytes()]), 0)?;
+        Ok(s)
+    }
+
+    /// Drops the connection; jobs received on it and not yet taken are
+    /// forgotten (the broker requeues them), and a reconnect is scheduled.
+    fn drop_connection(&mut self, now: Instant, next_endpoint: bool) {
+        self.socket = None;
+        // Jobs the caller is running keep their slots until answered.
+        for job in self.pending.drain(..) {
+            self.held.remove(job.id.as_bytes());
+        }
+        self.outbox.clear();
+        self.outbox_jobs = 0;
+        if next_endpoint {
+            self.index += 1;
+        }
+        self.reconnect_at = now + Duration::from_millis(self.config.reconnect_ms);
+    }
+
+    /// Heartbeats, liveness, reconnection and the reply-batch time limit.
+    fn maintain(&mut self, now: Instant) {
+        self.ensure_connected(now);
+        if self.outbox_jobs > 0 && now >= self.outbox_since + REPLY_HOLD {
+            self.flush_outbox();
+        }
+        let Some(socket) = &self.socket else { return };
+        if now >= self.next_heartbeat {
+            let _ = socket.send_multipart(worker_frames(W_DISCONNECT_OR_HEARTBEAT, vec![]), zmq::DONTWAIT);
+            self.next_heartbeat = now + self.heartbeat();
+        }
+        if now.duration_since(self.heard) > self.heartbeat() * self.config.liveness.max(1) {
+            tracing::warn!("broker silent past liveness: reconnecting to the next endpoint");
+            self.drop_connection(now, true);
+        }
+    }
+
+    /// Polls the broker socket and the wake socket.
+    fn poll(&self, timeout_ms: i64) -> std::result::Result<(bool, bool), zmq::Error> {
+        match &self.socket {
+            Some(s) => {
+                let mut items = [s.as_poll_item(zmq::POLLIN), self.wake_rx.as_poll_item(zmq::POLLIN)];
+                zmq::poll(&mut items, timeout_ms)?;
+                Ok((items[0].is_readable(), items[1].is_readable()))
+            }
+            None => {
+                let mut items = [self.wake_rx.as_poll_item(zmq::POLLIN)];
+                zmq::poll(&mut items, timeout_ms)?;
+                Ok((false, items[0].is_readable()))
+            }
+        }
+    }
+
+    fn drain_wake(&self) {
+        while self.wake_rx.recv_bytes(zmq::DONTWAIT).is_ok() {}
+    }
+
+    /// Reads everything the broker has sent.
+    fn receive(&mut self, now: Instant) {
+        loop {
+            let Some(socket) = &self.socket else { return };
+            let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) else { return };
+            self.heard = now;
+            if frames.len() < 2 || frames[0] != MDPW02 || frames[1].len() != 1 {
+                continue;
+            }
+            match frames[1][0] {
+                W_REQUEST => self.take_request(frames),
+                W_REQUEST_BATCH => {
+                    let records = frames.get(2).map(|f| f.as_slice()).unwrap_or_default();
+                    let Some(jobs) = protocol::decode_job_records(records) else {
+                        tracing::warn!("malformed REQUEST_BATCH from the broker: ignored");
+                        continue;
+                    };
+                    for (id, attempt, payload) in jobs {
+                        self.held.insert(id.to_vec(), Held { generation: self.generation, batched: true });
+                        let id = String::from_utf8_lossy(id).into_owned();
+                        self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
+                    }
+                }
+                W_DISCONNECT_V2 => {
+                    tracing::info!("broker sent DISCONNECT: reconnecting");
+                    self.drop_connection(now, false);
+                    return;
+                }
+                _ => {} // heartbeat
+            }
+        }
+    }
+
+    /// REQUEST `[MDPW02, 0x02, job_id, "", attempt?, payload…]`.
+    fn take_request(&mut self, mut frames: Vec<Frame>) {
         if frames.len() < 5 || !frames[3].is_empty() {
             return;
         }
         let payload = frames.split_off(4);
         let id = frames.swap_remove(2);
         let (attempt, payload) = match payload.split_first() {
-            Some((a, rest)) if !a.is_empty() && a.iter().all(u8::is_ascii_digit) => (a.clone(), rest.to_vec()),
-            _ => (b"1".to_vec(), payload),
+            Some((a, rest)) if !a.is_empty() && a.iter().all(u8::is_ascii_digit) => {
+                (std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()).unwrap_or(1), rest.concat())
+            }
+            _ => (1, payload.concat()),
         };
-        self.held.insert(id.clone(), self.generation);
-        let mut out = vec![id, attempt];
-        out.extend(payload);
-        let _ = self.jobs.send_multipart(out, 0);
+        self.held.insert(id.clone(), Held { generation: self.generation, batched: false });
+        let id = String::from_utf8_lossy(&id).into_owned();
+        self.pending.push_back(Job { id, attempt, payload });
     }
 
-    fn flush_replies(&mut self, broker: &zmq::Socket) {
-        while let Ok(frames) = self.replies.recv_multipart(zmq::DONTWAIT) {
-            if frames.len() < 3 {
-                continue;
+    /// Sends (or holds back for a batch) the outcome of a job. An outcome
+    /// for a job from an earlier connection is dropped: the broker of that
+    /// connection requeued the job already, and the new one never knew it.
+    /// Returns true when this outcome starts a held-back batch.
+    fn answer(&mut self, id: &[u8], kind: u8, data: &[u8]) -> bool {
+        let Some(held) = self.held.remove(id) else { return false };
+        if held.generation != self.generation || self.socket.is_none() {
+            self.ensure_connected(Instant::now());
+            return false;
+        }
+        if held.batched {
+            if self.outbox_jobs == 0 {
+                self.outbox_since = Instant::now();
             }
-            let id = frames[1].clone();
-            // A reply for a job from an earlier connection would confuse the
-            // new broker; that job was requeued there already.
-            let gen = match frames[0].as_slice() {
-                b"P" => self.held.get(&id).copied(),
-                _ => self.held.remove(&id),
-            };
-            if gen != Some(self.generation) {
-                continue;
+            protocol::encode_outcome_record(&mut self.outbox, kind, id, data);
+            self.outbox_jobs += 1;
+            let enough = self.outbox_jobs as u32 >= (self.config.capacity / 2).max(1);
+            if self.pending.is_empty() || enough {
+                self.flush_outbox();
+                return false;
             }
-            let msg = match frames[0].as_slice() {
-                b"F" => worker_frames(W_HEARTBEAT_OR_FINAL, vec![id, Vec::new(), frames[2].clone()]),
-                b"P" => worker_frames(W_REPLY_OR_PARTIAL, vec![id, Vec::new(), frames[2].clone()]),
-                b"X" if frames.len() >= 4 => {
-                    worker_frames(W_FAIL, vec![id, Vec::new(), frames[2].clone(), frames[3].clone()])
-                }
-                _ => continue,
-            };
-            let _ = broker.send_multipart(msg, 0);
+            return self.outbox_jobs == 1;
+        }
+        let msg = match kind {
+            outcome::COMPLETE => worker_frames(W_HEARTBEAT_OR_FINAL, vec![id.to_vec(), Vec::new(), data.to_vec()]),
+            k => worker_frames(
+                W_FAIL,
+                vec![id.to_vec(), Vec::new(), if k == outcome::FAIL_RETRYABLE { b"1".to_vec() } else { b"0".to_vec() }, data.to_vec()],
+            ),
+        };
+        self.send(msg);
+        false
+    }
+
+    /// Sends a PARTIAL for a job still held on this connection.
+    fn partial(&mut self, id: &[u8], data: &[u8]) {
+        match self.held.get(id) {
+            Some(h) if h.generation == self.generation => {}
+            _ => return,
+        }
+        self.send(worker_frames(W_REPLY_OR_PARTIAL, vec![id.to_vec(), Vec::new(), data.to_vec()]));
+    }
+
+    fn flush_outbox(&mut self) {
+        if self.outbox_jobs == 0 {
+            return;
+        }
+        let records = std::mem::take(&mut self.outbox);
+        self.outbox_jobs = 0;
+        self.send(worker_frames(W_REPLY_BATCH, vec![records]));
+    }
+
+    fn send(&mut self, frames: Vec<Frame>) {
+        if let Some(s) = &self.socket {
+            if let Err(e) = s.send_multipart(frames, 0) {
+                tracing::warn!(error = %e, "worker cannot send to the broker");
+            }
+        }
+    }
+
+    /// Final flush and DISCONNECT (jobs not answered are requeued by the broker).
+    fn disconnect(&mut self) {
+        self.flush_outbox();
+        if let Some(s) = self.socket.take() {
+            let _ = s.set_linger(500);
+            let _ = s.send_multipart(worker_frames(W_DISCONNECT_V2, vec![]), zmq::DONTWAIT);
         }
     }
 }
