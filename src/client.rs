@@ -229,6 +229,38 @@ impl Client {
         Err(Client::status_error(&body, false))
     }
 
+    /// Submits one async job per payload in a single message
+    /// (`zmws.submit.batch`): all are accepted, or none is. Returns the job
+    /// ids in input order. At most [`crate::engine::MAX_SUBMIT_BATCH`] payloads.
+    pub fn submit_batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P]) -> Result<Vec<JobId>> {
+        Client::check_service(service)?;
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        if payloads.len() > crate::engine::MAX_SUBMIT_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "a batch holds at most {} jobs; this one has {}",
+                crate::engine::MAX_SUBMIT_BATCH,
+                payloads.len()
+            )));
+        }
+        let mut body: Vec<&[u8]> = Vec::with_capacity(payloads.len() + 1);
+        body.push(service.as_bytes());
+        body.extend(payloads.iter().map(|p| p.as_ref()));
+        let reply = self.request("zmws.submit.batch", &body)?;
+        if reply.first().map(|f| f.as_slice()) == Some(b"200") && reply.len() == payloads.len() + 1 {
+            let ids: Option<Vec<JobId>> = reply[1..].iter().map(|f| JobId::parse(f)).collect();
+            if let Some(ids) = ids {
+                return Ok(ids);
+            }
+            return Err(Error::Protocol("the broker sent a malformed job id in a batch reply".into()));
+        }
+        if Client::is_error_reply(&reply) {
+            return Err(Client::status_error(&reply, false));
+        }
+        Err(Error::Protocol(format!("the broker answered a batch of {} with {} frames", payloads.len(), reply.len())))
+    }
+
     /// Runs a job and waits up to `timeout` for its result.
     pub fn call(&mut self, service: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8>> {
         self.call_with_partials(service, payload, timeout, &mut |_| {})

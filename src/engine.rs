@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
+use crate::job_table::JobTable;
 use crate::store::{JournalOp, Loaded};
 use crate::protocol::{
     self, encode_client_reply, encode_job_record, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request,
@@ -258,8 +259,10 @@ struct WorkerRec {
     /// Takes REQUEST_BATCH (announced `batch` in READY).
     batch: bool,
     capacity: u32,
-    /// (job, attempt) pairs held, including attempts that already timed out.
-    held: Vec<(JobId, u32)>,
+    /// (job, attempt) pairs held, including attempts that already timed out,
+    /// in the order given (answers mostly come in that order, so the search
+    /// for an answered job starts at the front).
+    held: VecDeque<(JobId, u32)>,
     in_idle: bool,
     /// Registration number: tells this registration from an earlier one of
     /// the same identity.
@@ -276,7 +279,7 @@ pub struct Engine {
     services: Vec<Service>,
     service_index: HashMap<Box<[u8]>, usize>,
     workers: HashMap<Rc<[u8]>, WorkerRec>,
-    jobs: HashMap<JobId, Job, IdHash>,
+    jobs: JobTable<Job>,
     queued_total: usize,
     /// (deadline, job, attempt) in dispatch order; deadlines never decrease.
     deadlines: VecDeque<(u64, JobId, u32)>,
@@ -296,26 +299,6 @@ pub struct Engine {
 /// Most jobs one `zmws.submit.batch` message may hold.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
-/// Job ids end in 64 random bits, so those bits are already a good hash:
-/// hashing them again (SipHash) would only cost time on the job path.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ b as u64;
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 ^= v as u64;
-    }
-}
-
-type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 const RESERVED_PREFIXES: &[&[u8]] = &[b"mmi.", b"zmws.", b"titanic.", b"SERVER-"];
 
@@ -345,7 +328,7 @@ impl Engine {
             services: Vec::new(),
             service_index: HashMap::new(),
             workers: HashMap::new(),
-            jobs: HashMap::default(),
+            jobs: JobTable::default(),
             queued_total: 0,
             deadlines: VecDeque::new(),
             finished: VecDeque::new(),
@@ -808,7 +791,7 @@ impl Engine {
                 batch: v02 && ext.map(|e| e.batch).unwrap_or(false),
                 // Capacity is a zmws extension of MDP/0.2 only.
                 capacity: if v02 { ext.map(|e| e.capacity).unwrap_or(1) } else { 1 },
-                held: Vec::new(),
+                held: VecDeque::new(),
                 in_idle: true,
                 registration: self.registrations + 1,
                 expiry_ms: now + self.config.heartbeat_ms * self.config.liveness as u64,
@@ -916,7 +899,7 @@ impl Engine {
             tracing::debug!(worker = %hex(peer), "reply for a job this worker does not hold: ignored");
             return Some(w.service);
         };
-        let (id, attempt) = w.held.swap_remove(pos);
+        let (id, attempt) = w.held.remove(pos).expect("position found above");
         w.jobs_done += 1;
         let si = w.service;
         let free = (w.held.len() as u32) < w.capacity;
@@ -1081,7 +1064,7 @@ impl Engine {
                 if job.durable() {
                     self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
                 }
-                w.held.push((id, attempt));
+                w.held.push_back((id, attempt));
                 let frames = frame_slices(&job.payload, job.flags & MULTI_FRAME != 0);
                 if w.batch {
                     encode_job_record(&mut records, &id.to_hex(), attempt, &frames);

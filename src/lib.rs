@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod ffi;
 pub mod job;
+pub mod job_table;
 pub mod protocol;
 pub mod store;
 pub mod worker;

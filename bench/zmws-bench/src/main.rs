@@ -9,20 +9,26 @@
 //! ```text
 //! zmws-bench sync      [opts]   N serial Client::call round trips, W echo workers
 //! zmws-bench tput      [opts]   N serial Client::submit, W workers running
-//! zmws-bench pipe      [opts]   N jobs through one Client::batch, W workers running
+//! zmws-bench pipe      [opts]   N async jobs, `--window` per Client::submit_batch
+//!                               message, W workers running (the peers' pipe_w4)
+//! zmws-bench pipecall  [opts]   N jobs through one Client::batch (zmws.call, every
+//!                               result back at the client; printed as pipecall_wW)
 //! zmws-bench filldrain [opts]   N serial submits with no worker (fill), broker
 //!                               RSS (rss_N_queued), then W workers drain them
 //! zmws-bench report RAW         medians of a raw results file + comparison table
 //! zmws-bench worker ...         (internal) one worker process
 //!
 //! opts: --n N (20000 sync / 100000 otherwise)  --workers W (1 sync / 4)
-//!       --payload BYTES (100)  --capacity C (1)
+//!       --payload BYTES (100)  --capacity C (1)  --window J (pipe: jobs per
+//!       submit_batch message, 1000)
 //!       --zmws PATH (broker binary; default $ZMWS_BIN, else target/release/zmws)
 //!       --transport tcp|ipc    --persist (durable store in a temp dir)
 //!       --news (job events on, with one SUB socket in this process
 //!       subscribed to everything and draining them)  --quiet-fill (filldrain: fill and rss
 //!       lines to stderr only)  --broker-arg ARG (repeatable, passed on)
 //!       --no-drain (filldrain: stop after the RSS line, e.g. for --n 1000000)
+//!       --batch-fill (filldrain: fill with Client::submit_batch, `--window`
+//!       jobs per message, instead of serial submits; the RSS is the same)
 //!       --raw-worker (experiment: workers speak MDP/0.2 on their own DEALER
 //!       socket instead of using zmws::Worker, to measure the library's cost)
 //! env:  BENCH_WAIT_S (60)  wait for completions / results
@@ -79,12 +85,13 @@ fn run(args: Vec<String>) -> Res<()> {
             let path = args.get(1).ok_or_else(usage)?;
             report::report(path)
         }
-        "sync" | "tput" | "pipe" | "filldrain" => {
+        "sync" | "tput" | "pipe" | "pipecall" | "filldrain" => {
             let opts = Opts::parse(&mode, &args[1..])?;
             match mode.as_str() {
                 "sync" => do_sync(&opts),
                 "tput" => do_tput(&opts),
                 "pipe" => do_pipe(&opts),
+                "pipecall" => do_pipecall(&opts),
                 _ => do_filldrain(&opts),
             }
         }
@@ -93,7 +100,7 @@ fn run(args: Vec<String>) -> Res<()> {
 }
 
 fn usage() -> String {
-    "usage: zmws-bench sync|tput|pipe|filldrain [--n N] [--workers W] [--payload B] [--capacity C] \
+    "usage: zmws-bench sync|tput|pipe|pipecall|filldrain [--n N] [--workers W] [--payload B] [--capacity C] [--window J] \
      [--zmws PATH] [--transport tcp|ipc] [--persist] [--news] [--quiet-fill] [--no-drain] [--raw-worker] \
      [--broker-arg ARG]... | report RAWFILE"
         .to_string()
@@ -106,6 +113,7 @@ struct Opts {
     workers: usize,
     payload: usize,
     capacity: u32,
+    window: usize,
     zmws: String,
     ipc: bool,
     persist: bool,
@@ -113,6 +121,7 @@ struct Opts {
     quiet_fill: bool,
     raw_worker: bool,
     no_drain: bool,
+    batch_fill: bool,
     broker_args: Vec<String>,
     wait: Duration,
 }
@@ -126,6 +135,7 @@ impl Opts {
             workers: if mode == "sync" { 1 } else { 4 },
             payload: 100,
             capacity: 1,
+            window: 1000,
             zmws: std::env::var("ZMWS_BIN").unwrap_or(default_bin),
             ipc: false,
             persist: false,
@@ -133,6 +143,7 @@ impl Opts {
             quiet_fill: false,
             raw_worker: false,
             no_drain: false,
+            batch_fill: false,
             broker_args: Vec::new(),
             wait: Duration::from_secs_f64(
                 std::env::var("BENCH_WAIT_S")
@@ -158,6 +169,7 @@ impl Opts {
                 "--workers" => o.workers = num(val(a)?, a)? as usize,
                 "--payload" => o.payload = num(val(a)?, a)? as usize,
                 "--capacity" => o.capacity = num(val(a)?, a)? as u32,
+                "--window" => o.window = num(val(a)?, a)? as usize,
                 "--zmws" => o.zmws = val(a)?,
                 "--transport" => {
                     o.ipc = match val(a)?.as_str() {
@@ -171,12 +183,13 @@ impl Opts {
                 "--quiet-fill" => o.quiet_fill = true,
                 "--raw-worker" => o.raw_worker = true,
                 "--no-drain" => o.no_drain = true,
+                "--batch-fill" => o.batch_fill = true,
                 "--broker-arg" => o.broker_args.push(val(a)?),
                 other => return Err(format!("unknown option {other}\n{}", usage())),
             }
         }
-        if o.n == 0 || o.workers == 0 || o.workers > 64 || o.capacity == 0 {
-            return Err("need N >= 1, 1 <= W <= 64, C >= 1".into());
+        if o.n == 0 || o.workers == 0 || o.workers > 64 || o.capacity == 0 || o.window == 0 || o.window > 10_000 {
+            return Err("need N >= 1, 1 <= W <= 64, C >= 1, 1 <= J <= 10000".into());
         }
         Ok(o)
     }
@@ -198,6 +211,9 @@ impl Opts {
         }
         if self.raw_worker {
             s += "_rawworker";
+        }
+        if self.batch_fill {
+            s += "_batchfill";
         }
         s
     }
@@ -864,7 +880,51 @@ fn do_tput(o: &Opts) -> Res<()> {
     Ok(())
 }
 
+/// The peers' `pipe_w4`: async jobs submitted `window` at a time in one
+/// `zmws.submit.batch` message each (one ack with the window's job ids),
+/// completions counted by the workers.
 fn do_pipe(o: &Opts) -> Res<()> {
+    let b = BrokerProc::start(o)?;
+    let cpu0 = b.cpu_ns();
+    let ctr = Counter::create(o.n)?;
+    let _workers = Workers::spawn(o, &b.worker_ep, false, Some(&ctr))?;
+    let mut c = connect(&b)?;
+    wait_workers(&mut c, o.workers)?;
+    let buf = payload_bytes(o.payload);
+    let window: Vec<&[u8]> = vec![&buf[..]; o.window];
+    let me0 = cpu_ns_of(std::process::id());
+    let t0 = now_ns();
+    let mut left = o.n as usize;
+    while left > 0 {
+        let k = left.min(o.window);
+        let ids = c
+            .submit_batch(SERVICE, &window[..k])
+            .map_err(|e| format!("submit_batch: {e}"))?;
+        if ids.len() != k {
+            return Err(format!("submit_batch: {} ids for {k} jobs", ids.len()));
+        }
+        left -= k;
+    }
+    let t1 = now_ns();
+    let t_end = ctr.wait(o.wait)?;
+    println!(
+        "peer=zmws scenario=pipe_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} window={} n={} payload={} {} {}",
+        o.workers,
+        o.suffix(),
+        rate(o.n, t_end - t0),
+        rate(o.n, t1 - t0),
+        o.window,
+        o.n,
+        o.payload,
+        b.cpu_key(cpu0, o.n),
+        side_cpu_keys(Some(me0), &_workers, o.n)
+    );
+    Ok(())
+}
+
+/// Experiment: N `zmws.call` jobs through one `Client::batch` (many in
+/// flight, every result back at the client).
+fn do_pipecall(o: &Opts) -> Res<()> {
     let b = BrokerProc::start(o)?;
     let cpu0 = b.cpu_ns();
     let ctr = Counter::create(o.n)?;
@@ -886,7 +946,7 @@ fn do_pipe(o: &Opts) -> Res<()> {
     // submit_jobs_per_s: N / (batch start -> batch returned), i.e. every
     // job's *result* back at the client (stricter than the peers' acks).
     println!(
-        "peer=zmws scenario=pipe_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} window={} n={} payload={} {} {}",
+        "peer=zmws scenario=pipecall_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} window={} n={} payload={} {} {}",
         o.workers,
         o.suffix(),
         rate(o.n, t_end - t0),
@@ -915,9 +975,19 @@ fn do_filldrain(o: &Opts) -> Res<()> {
     let buf = payload_bytes(o.payload);
     let cpu0 = b.cpu_ns();
     let t0 = now_ns();
-    for i in 0..o.n {
-        c.submit(SERVICE, &buf)
-            .map_err(|e| format!("submit {i}: {e}"))?;
+    if o.batch_fill {
+        let window: Vec<&[u8]> = vec![&buf[..]; o.window];
+        let mut left = o.n as usize;
+        while left > 0 {
+            let k = left.min(o.window);
+            c.submit_batch(SERVICE, &window[..k]).map_err(|e| format!("submit_batch: {e}"))?;
+            left -= k;
+        }
+    } else {
+        for i in 0..o.n {
+            c.submit(SERVICE, &buf)
+                .map_err(|e| format!("submit {i}: {e}"))?;
+        }
     }
     let t1 = now_ns();
     let fill_cpu = b.cpu_key(cpu0, o.n);
