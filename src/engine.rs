@@ -1029,6 +1029,11 @@ impl Engine {
     /// REQUEST per job.
     fn dispatch(&mut self, si: usize, now: u64, out: &mut Vec<Output>) {
         let mut given: Vec<(JobId, u32)> = Vec::new();
+        // Batch workers get an even share of what is queued now.
+        let spread = {
+            let svc = &self.services[si];
+            svc.queue.len().div_ceil(svc.idle.len().max(1)).max(1)
+        };
         loop {
             let svc = &mut self.services[si];
             if svc.queue.is_empty() {
@@ -1045,7 +1050,7 @@ impl Engine {
             if free == 0 {
                 continue;
             }
-            let share = if w.batch { free.min(svc.queue.len().div_ceil(svc.idle.len() + 1)).max(1) } else { 1 };
+            let share = if w.batch { free.min(spread) } else { 1 };
             let mut records = Vec::new();
             given.clear();
             while given.len() < share {

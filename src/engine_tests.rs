@@ -280,3 +280,107 @@ fn event_json_is_valid() {
     assert_eq!(v["attempt"], 2);
     assert_eq!(v["job_id"].as_str().unwrap().len(), 32);
 }
+
+fn batch_ready(h: &mut Harness, id: &str, service: &str, capacity: u32) {
+    h.worker(vec![f(id), f("MDPW02"), vec![1], f(service), f(&format!("zmws:1 capacity={capacity} batch"))]);
+}
+
+/// The job records of one REQUEST_BATCH message as (id, attempt, payload).
+fn batch_records(msg: &[Frame]) -> Vec<(Frame, u32, Frame)> {
+    assert_eq!(msg[1], f("MDPW02"));
+    assert_eq!(msg[2], vec![crate::protocol::W_REQUEST_BATCH]);
+    crate::protocol::decode_job_records(&msg[3])
+        .expect("well-formed records")
+        .into_iter()
+        .map(|(id, a, p)| (id.to_vec(), a, p.to_vec()))
+        .collect()
+}
+
+fn reply_batch(h: &mut Harness, worker: &str, done: &[(Frame, &str)]) {
+    let mut records = Vec::new();
+    for (id, result) in done {
+        crate::protocol::encode_outcome_record(&mut records, crate::protocol::outcome::COMPLETE, id, result.as_bytes());
+    }
+    h.worker(vec![f(worker), f("MDPW02"), vec![crate::protocol::W_REPLY_BATCH], records]);
+}
+
+#[test]
+fn batch_worker_gets_its_free_slots_in_one_message_and_refills_per_reply_batch() {
+    let mut h = Harness::new();
+    batch_ready(&mut h, "w1", "echo", 4);
+    let mut body = vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit.batch"), f("echo")];
+    body.extend((0..6).map(|i| f(&format!("p{i}"))));
+    h.client(body);
+    let acks = h.take(Socket::Client);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0][4], f("200"));
+    assert_eq!(acks[0].len(), 5 + 6, "one id per payload");
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 1, "one REQUEST_BATCH, not one REQUEST per job");
+    let recs = batch_records(&sent[0]);
+    assert_eq!(recs.len(), 4, "capacity 4");
+    assert_eq!(recs.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), vec![f("p0"), f("p1"), f("p2"), f("p3")]);
+    assert!(recs.iter().all(|r| r.1 == 1), "first attempt");
+    assert_eq!(recs[0].0, acks[0][5], "ids in submit order");
+    // Two answers free two slots: the last two jobs follow in one message.
+    reply_batch(&mut h, "w1", &[(recs[0].0.clone(), "r0"), (recs[1].0.clone(), "r1")]);
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 1);
+    let more = batch_records(&sent[0]);
+    assert_eq!(more.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), vec![f("p4"), f("p5")]);
+    // The answered jobs are complete with their results.
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.result"), recs[1].0.clone()]);
+    let r = h.take(Socket::Client);
+    assert_eq!(&r[0][4..], &[f("200"), f("r1")]);
+    // A retryable failure in a batch requeues the job for a second attempt.
+    let mut records = Vec::new();
+    crate::protocol::encode_outcome_record(&mut records, crate::protocol::outcome::FAIL_RETRYABLE, &recs[2].0, b"busy");
+    h.worker(vec![f("w1"), f("MDPW02"), vec![crate::protocol::W_REPLY_BATCH], records]);
+    let sent = h.take(Socket::Worker);
+    let again = batch_records(&sent[0]);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].0.clone(), again[0].1), (recs[2].0.clone(), 2));
+}
+
+#[test]
+fn batch_share_is_spread_over_idle_workers() {
+    let mut h = Harness::new();
+    batch_ready(&mut h, "w1", "echo", 100);
+    batch_ready(&mut h, "w2", "echo", 100);
+    let mut body = vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit.batch"), f("echo")];
+    body.extend((0..10).map(|i| f(&format!("p{i}"))));
+    h.client(body);
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(batch_records(&sent[0]).len(), 5);
+    assert_eq!(batch_records(&sent[1]).len(), 5);
+    assert_ne!(sent[0][0], sent[1][0]);
+}
+
+#[test]
+fn submit_batch_is_all_or_nothing() {
+    let mut h = Harness::new();
+    h.e = Engine::new(EngineConfig { max_payload: 10, max_queued: 5, ..cfg() }, h.now);
+    h.ready("w1", "echo");
+    let batch = |svc: &str, payloads: &[&str]| {
+        let mut b = vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit.batch"), f(svc)];
+        b.extend(payloads.iter().map(|p| f(p)));
+        b
+    };
+    h.client(batch("nope", &["a"]));
+    h.client(batch("echo", &["a", "this payload is too long"]));
+    h.client(batch("echo", &["1", "2", "3", "4", "5", "6"]));
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit.batch"), f("echo")]);
+    let r = h.take(Socket::Client);
+    let codes: Vec<Frame> = r.iter().map(|m| m[4].clone()).collect();
+    assert_eq!(codes, vec![f("404"), f("413"), f("503"), f("400")]);
+    assert!(r.iter().all(|m| m.len() == 6), "[code, message]");
+    assert_eq!(h.e.queued(), 0, "nothing of a refused batch was kept");
+    // Plain (non-batch) workers get one REQUEST per job.
+    h.client(batch("echo", &["1", "2"]));
+    assert_eq!(h.take(Socket::Client)[0].len(), 5 + 2);
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 1, "capacity 1: one job out, one queued");
+    assert_eq!(sent[0][2], vec![crate::protocol::W_REQUEST]);
+    assert_eq!(h.e.queued(), 1);
+}

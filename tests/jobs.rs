@@ -704,3 +704,57 @@ fn cancel_of_an_active_job_answers_the_waiting_client() {
     assert_eq!(j2.id, id2);
     assert_eq!(c.status(&j.id).unwrap().state, JobState::Cancelled);
 }
+
+#[test]
+fn submit_batch_queues_all_and_a_batched_answer_is_not_held_behind_a_long_job() {
+    let b = start_broker(config());
+    let mut c = b.client();
+    // Refused as a whole: no worker ever offered the service.
+    match c.submit_batch("later", &["a", "b"]) {
+        Err(Error::NoSuchService(msg)) => assert!(msg.contains("later"), "{msg}"),
+        other => panic!("want NoSuchService, got {other:?}"),
+    }
+    assert!(c.submit_batch("later", &[] as &[&str]).expect("empty batch").is_empty());
+    let too_many: Vec<&str> = vec!["x"; zmws::engine::MAX_SUBMIT_BATCH + 1];
+    assert!(matches!(c.submit_batch("later", &too_many), Err(Error::InvalidArgument(_))));
+
+    // One worker that holds 8 jobs and answers them on its own thread: the
+    // first job is quick, the second takes a long time. The first answer is
+    // held back only while more received jobs wait, and the keeper thread
+    // sends it within a few milliseconds even though the caller is busy.
+    let mut cfg = b.worker_config("mixed");
+    cfg.capacity = 8;
+    let w = zmws::Worker::with_config(cfg).expect("worker");
+    wait_workers(&mut c, "mixed", 1);
+    let ids = c.submit_batch("mixed", &["quick", "slow", "third"]).expect("batch accepted");
+    assert_eq!(ids.len(), 3);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Some(job) = w.next_job(Duration::from_secs(10)).expect("next_job") {
+            got.push(job);
+        } else {
+            panic!("no job within 10 s");
+        }
+    }
+    assert_eq!(got[0].payload, b"quick");
+    assert_eq!(got[0].id, ids[0].to_string(), "jobs arrive in submit order");
+    w.complete(&got[0].id, b"done").expect("complete");
+    // The caller now "runs" the slow job for a while without calling the worker.
+    let quick = ids[0].to_string();
+    let seen = eventually("the quick job's result while the slow job runs", Duration::from_secs(5), || {
+        match c.result(&quick) {
+            Ok(r) => Some(r),
+            Err(Error::Pending(_)) => None,
+            Err(e) => panic!("result: {e}"),
+        }
+    });
+    assert_eq!(seen, b"done");
+    w.complete(&got[1].id, b"slow done").expect("complete");
+    let third = w.next_job(Duration::from_secs(10)).expect("next_job").expect("third job");
+    w.complete(&third.id, b"3").expect("complete");
+    for (id, want) in ids.iter().zip([&b"done"[..], b"slow done", b"3"]) {
+        let r = eventually("result", Duration::from_secs(5), || c.result(&id.to_string()).ok());
+        assert_eq!(r, want);
+    }
+    w.close();
+}
