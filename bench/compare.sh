@@ -18,7 +18,9 @@
 #   SCEN_TIMEOUT=40   per program (each runs under `timeout`)
 #   BUDGET_S=330      no rep is started that (judged by the last) would end later
 #   HARD_LIMIT_S=350  no program runs past this many seconds after the start
-#   PERSIST=auto      also run tput_w4_persist when the broker has --data-dir
+#   PERSIST=auto      also run pipe_w4_capN_persist when the broker has --data-dir
+#   BIG=1             also fill a broker with 10 x N_TPUT jobs (no workers) and
+#                     read its peak memory (rss_1000000_queued_batchfill)
 #   EXTRA=""          extra zmws variants: "ipc" (sync_w1/tput_w4 over ipc://),
 #                     "news" (pipe_w4 with job events published), "raw"
 #                     (sync_w1 and drain_w4 with --raw-worker: bench-made MDP
@@ -52,6 +54,7 @@ SCEN_TIMEOUT=${SCEN_TIMEOUT:-40}
 BUDGET_S=${BUDGET_S:-330}
 HARD_LIMIT_S=${HARD_LIMIT_S:-350}
 PERSIST=${PERSIST:-auto}
+BIG=${BIG:-1}
 EXTRA=${EXTRA:-}
 OUT_DIR=${OUT_DIR:-$HERE}
 ZMWS_BIN=${ZMWS_BIN:-$ROOT/target/release/zmws}
@@ -213,7 +216,10 @@ zmws_rep() { # every zmws-bench run starts its own broker on ephemeral ports
   # which the broker does not journal, so a persistent pipe_w4 would
   # measure nothing durable)
   # (a quarter of N: a rate, and the slowest zmws run)
-  [ "$PERSIST" = 1 ] && run_one "$rep" "$BENCH" tput --n $((N_TPUT / 4)) --workers 4 --payload "$PAYLOAD" --persist
+  [ "$PERSIST" = 1 ] && run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --capacity "$CAPACITY" --persist
+  # 1,000,000 queued jobs (filled by submit_batch, 10,000 a message): the broker's peak memory
+  [ "$BIG" = 1 ] && run_one "$rep" "$BENCH" filldrain --n $((N_TPUT * 10)) --workers 4 --payload "$PAYLOAD" --no-drain \
+    --batch-fill --window 10000 --broker-arg --max-queued --broker-arg $((N_TPUT * 20))
   for x in $EXTRA; do
     case $x in
       ipc)

@@ -25,6 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Bytes one job id takes in the `job_ids_out` buffer of
+// `zmws_client_submit_batch`: 32 lowercase hex characters and a NUL byte.
+#define ZMWS_JOB_ID_SIZE 33
+
+// Most payloads one `zmws_client_submit_batch` call may carry (the
+// broker's limit on one `zmws.submit.batch` message).
+#define ZMWS_MAX_SUBMIT_BATCH 10000
+
 // Result codes returned by every `int`-returning zmws function. The numbers
 // are stable and shared with the Rust, PHP and Python bindings; retired
 // numbers stay reserved. `ZMWS_OK` (0) is success; anything else is an
@@ -318,6 +326,34 @@ int zmws_client_submit_unique(struct zmws_client *client,
                               size_t payload_len,
                               const char *key,
                               char **job_id_out);
+
+// Submits `count` jobs to `service` in one request, without waiting for
+// them to run: the broker accepts all of them or none (on an error no job
+// was created). `payloads[i]` points to `lens[i]` bytes (NULL allowed when
+// the length is 0); both arrays may be NULL when `count` is 0. Everything
+// passed in is copied, nothing is kept. At most `ZMWS_MAX_SUBMIT_BATCH`
+// payloads.
+//
+// `job_ids_out` is a buffer owned by the caller (the library never
+// allocates or frees it; do not pass it to `zmws_string_free`) of
+// `job_ids_size` bytes, at least `count * ZMWS_JOB_ID_SIZE`. On success it
+// holds the ids in input order: id `i` (32 lowercase hex characters, then a
+// NUL byte) starts at `job_ids_out + i * ZMWS_JOB_ID_SIZE`. It is written
+// only on `ZMWS_OK` and may be NULL when `count` is 0. `count` 0 returns
+// `ZMWS_OK` without contacting the broker.
+//
+// Errors: `ZMWS_NO_SUCH_SERVICE`, `ZMWS_TOO_LARGE` (a payload above the
+// broker's limit), `ZMWS_QUEUE_FULL` (the whole batch does not fit),
+// `ZMWS_INVALID_ARGUMENT` (NULL or short arguments, more than
+// `ZMWS_MAX_SUBMIT_BATCH` payloads), `ZMWS_TIMEOUT` (no broker answered;
+// the batch may or may not have been accepted).
+int zmws_client_submit_batch(struct zmws_client *client,
+                             const char *service,
+                             const uint8_t *const *payloads,
+                             const size_t *lens,
+                             size_t count,
+                             char *job_ids_out,
+                             size_t job_ids_size);
 
 // Runs a job on `service` and waits up to `timeout_ms` for its result.
 //

@@ -104,6 +104,14 @@ int zmws_client_submit_unique(struct zmws_client *client,
                               const char *key,
                               char **job_id_out);
 
+int zmws_client_submit_batch(struct zmws_client *client,
+                             const char *service,
+                             const uint8_t *const *payloads,
+                             const size_t *lens,
+                             size_t count,
+                             char *job_ids_out,
+                             size_t job_ids_size);
+
 int zmws_client_call(struct zmws_client *client,
                      const char *service,
                      const uint8_t *payload,

@@ -969,7 +969,14 @@ impl Engine {
             }
         }
         if durable {
-            self.journal.push(JournalOp::Finished { id, state, result: x.result.clone(), failure: x.failure.clone(), at_ms: now });
+            self.journal.push(JournalOp::Finished {
+                id,
+                state,
+                result: x.result.clone(),
+                failure: x.failure.clone(),
+                at_ms: now,
+                attempts: attempt,
+            });
         }
         let detail = x.failure.clone();
         let stats = &mut self.services[si].stats;
@@ -1213,7 +1220,8 @@ impl Engine {
                     state = JobState::Failed;
                     failure = Some(format!("job failed after {} attempt(s): the broker stopped during the last one", sj.attempts));
                     finished_ms = now;
-                    self.journal.push(JournalOp::Finished { id: sj.id, state, result: None, failure: failure.clone(), at_ms: now });
+                    let attempts = sj.attempts;
+                    self.journal.push(JournalOp::Finished { id: sj.id, state, result: None, failure: failure.clone(), at_ms: now, attempts });
                 } else {
                     state = JobState::Queued;
                     self.journal.push(JournalOp::Requeued { id: sj.id });

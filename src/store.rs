@@ -4,6 +4,7 @@
 //! commit) *before* it sends any reply of that turn, so a job id is never
 //! returned for a job that is not on disk.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags};
@@ -56,6 +57,8 @@ pub enum JournalOp {
         failure: Option<String>,
         /// Finish time.
         at_ms: u64,
+        /// Attempts made (the last Started may be folded into this op).
+        attempts: u32,
     },
     /// The record expired or was closed.
     Delete {
@@ -128,6 +131,46 @@ fn state_from(code: i64) -> JobState {
 
 /// Frames as one blob: a single frame is stored raw (`nframes` = 1); several
 /// are stored as u32-LE length + bytes each.
+/// The row of a job inserted in the batch being committed, with the batch's
+/// later changes to it folded in.
+struct NewRow<'a> {
+    id: JobId,
+    service: &'a str,
+    payload: (i64, Vec<u8>),
+    state: i64,
+    attempts: u32,
+    created_ms: u64,
+    started_ms: u64,
+    finished_ms: u64,
+    result: Option<&'a Vec<Frame>>,
+    failure: Option<&'a str>,
+    unique_key: Option<&'a str>,
+    /// Finished: the payload is no longer kept.
+    emptied: bool,
+}
+
+impl<'a> NewRow<'a> {
+    fn apply(&mut self, op: &'a JournalOp) {
+        match op {
+            JournalOp::Started { attempt, at_ms, .. } => {
+                self.state = 1;
+                self.attempts = *attempt;
+                self.started_ms = *at_ms;
+            }
+            JournalOp::Requeued { .. } => self.state = 0,
+            JournalOp::Finished { state, result, failure, at_ms, attempts, .. } => {
+                self.state = state_code(*state);
+                self.result = result.as_ref();
+                self.failure = failure.as_deref();
+                self.finished_ms = *at_ms;
+                self.attempts = self.attempts.max(*attempts);
+                self.emptied = true;
+            }
+            JournalOp::Service(_) | JournalOp::Insert { .. } | JournalOp::Delete { .. } => {}
+        }
+    }
+}
+
 fn pack(frames: &[Frame]) -> (i64, Vec<u8>) {
     if frames.len() == 1 {
         return (1, frames[0].clone());
@@ -262,18 +305,56 @@ impl Store {
     }
 
     /// Writes a batch of changes in one transaction.
+    ///
+    /// Changes to a job inserted in the same batch are folded into its one
+    /// INSERT (a job accepted, started and finished within one turn is one
+    /// row write; one also deleted is not written at all), and a start
+    /// followed by the finish of the same job writes only the finish (which
+    /// records the attempt too). What the table holds after the commit is the
+    /// same as if every op had run in order.
     pub fn commit(&mut self, ops: &[JournalOp]) -> Result<()> {
         if ops.is_empty() {
             return Ok(());
         }
         let path = self.path.clone();
         let named = move |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", path.display()));
+        // Rows of jobs inserted in this batch, with everything after folded in.
+        let mut fresh: Vec<Option<NewRow<'_>>> = Vec::new();
+        let mut fresh_index: HashMap<JobId, usize> = HashMap::new();
+        // Jobs (not inserted here) whose Started is superseded by a later Finished.
+        let mut finished_later: HashMap<JobId, usize> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            match op {
+                JournalOp::Insert { id, service, payload, created_ms, unique_key } => {
+                    fresh_index.insert(*id, fresh.len());
+                    fresh.push(Some(NewRow {
+                        id: *id,
+                        service,
+                        payload: pack(payload),
+                        state: 0,
+                        attempts: 0,
+                        created_ms: *created_ms,
+                        started_ms: 0,
+                        finished_ms: 0,
+                        result: None,
+                        failure: None,
+                        unique_key: unique_key.as_deref(),
+                        emptied: false,
+                    }));
+                }
+                JournalOp::Finished { id, .. } if !fresh_index.contains_key(id) => {
+                    finished_later.insert(*id, i);
+                }
+                _ => {}
+            }
+        }
         let tx = self.conn.transaction().map_err(&named)?;
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO jobs (id, service, nframes, payload, state, attempts, created_ms, unique_key)
-                     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?6)",
+                    "INSERT OR REPLACE INTO jobs (id, service, nframes, payload, state, attempts, created_ms, started_ms,
+                     finished_ms, rframes, result, failure, unique_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(&named)?;
             let mut started = tx
@@ -283,29 +364,46 @@ impl Store {
             let mut finished = tx
                 .prepare_cached(
                     "UPDATE jobs SET state = ?2, rframes = ?3, result = ?4, failure = ?5, finished_ms = ?6,
-                     payload = x'' , nframes = 1 WHERE id = ?1",
+                     payload = x'' , nframes = 1, attempts = MAX(attempts, ?7) WHERE id = ?1",
                 )
                 .map_err(&named)?;
             let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(&named)?;
             let mut service = tx.prepare_cached("INSERT OR IGNORE INTO services (name) VALUES (?1)").map_err(&named)?;
-            for op in ops {
+            for (i, op) in ops.iter().enumerate() {
+                let row = match op {
+                    JournalOp::Service(_) | JournalOp::Insert { .. } => None,
+                    JournalOp::Started { id, .. }
+                    | JournalOp::Requeued { id }
+                    | JournalOp::Finished { id, .. }
+                    | JournalOp::Delete { id } => fresh_index.get(id).copied(),
+                };
+                if let Some(r) = row {
+                    // A job inserted in this batch: fold the change into its row.
+                    match op {
+                        JournalOp::Delete { .. } => fresh[r] = None,
+                        other => {
+                            if let Some(row) = fresh[r].as_mut() {
+                                row.apply(other);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 match op {
                     JournalOp::Service(name) => {
                         service.execute(params![name]).map_err(&named)?;
                     }
-                    JournalOp::Insert { id, service: svc, payload, created_ms, unique_key } => {
-                        let (n, blob) = pack(payload);
-                        insert
-                            .execute(params![&id_bytes(*id)[..], svc, n, blob, *created_ms as i64, unique_key])
-                            .map_err(&named)?;
-                    }
+                    JournalOp::Insert { .. } => {}
                     JournalOp::Started { id, attempt, at_ms } => {
+                        if finished_later.get(id).is_some_and(|&f| f > i) {
+                            continue; // the finish below records the attempt
+                        }
                         started.execute(params![&id_bytes(*id)[..], *attempt as i64, *at_ms as i64]).map_err(&named)?;
                     }
                     JournalOp::Requeued { id } => {
                         requeued.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
                     }
-                    JournalOp::Finished { id, state, result, failure, at_ms } => {
+                    JournalOp::Finished { id, state, result, failure, at_ms, attempts } => {
                         let (rn, rblob) = match result {
                             Some(r) => {
                                 let (n, b) = pack(r);
@@ -314,13 +412,48 @@ impl Store {
                             None => (None, None),
                         };
                         finished
-                            .execute(params![&id_bytes(*id)[..], state_code(*state), rn, rblob, failure, *at_ms as i64])
+                            .execute(params![
+                                &id_bytes(*id)[..],
+                                state_code(*state),
+                                rn,
+                                rblob,
+                                failure,
+                                *at_ms as i64,
+                                *attempts as i64
+                            ])
                             .map_err(&named)?;
                     }
                     JournalOp::Delete { id } => {
                         delete.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
                     }
                 }
+            }
+            for row in fresh.iter().flatten() {
+                let (n, blob) = if row.emptied { (1, Vec::new()) } else { row.payload.clone() };
+                let (rn, rblob) = match &row.result {
+                    Some(r) => {
+                        let (n, b) = pack(r);
+                        (Some(n), Some(b))
+                    }
+                    None => (None, None),
+                };
+                insert
+                    .execute(params![
+                        &id_bytes(row.id)[..],
+                        row.service,
+                        n,
+                        blob,
+                        row.state,
+                        row.attempts as i64,
+                        row.created_ms as i64,
+                        row.started_ms as i64,
+                        row.finished_ms as i64,
+                        rn,
+                        rblob,
+                        row.failure,
+                        row.unique_key
+                    ])
+                    .map_err(&named)?;
             }
         }
         tx.commit().map_err(&named)

@@ -150,6 +150,91 @@ pub unsafe extern "C" fn zmws_client_submit_unique(
     })
 }
 
+/// Bytes one job id takes in the `job_ids_out` buffer of
+/// `zmws_client_submit_batch`: 32 lowercase hex characters and a NUL byte.
+pub const ZMWS_JOB_ID_SIZE: usize = 33;
+
+/// Most payloads one `zmws_client_submit_batch` call may carry (the
+/// broker's limit on one `zmws.submit.batch` message).
+pub const ZMWS_MAX_SUBMIT_BATCH: usize = 10000;
+
+/// Submits `count` jobs to `service` in one request, without waiting for
+/// them to run: the broker accepts all of them or none (on an error no job
+/// was created). `payloads[i]` points to `lens[i]` bytes (NULL allowed when
+/// the length is 0); both arrays may be NULL when `count` is 0. Everything
+/// passed in is copied, nothing is kept. At most `ZMWS_MAX_SUBMIT_BATCH`
+/// payloads.
+///
+/// `job_ids_out` is a buffer owned by the caller (the library never
+/// allocates or frees it; do not pass it to `zmws_string_free`) of
+/// `job_ids_size` bytes, at least `count * ZMWS_JOB_ID_SIZE`. On success it
+/// holds the ids in input order: id `i` (32 lowercase hex characters, then a
+/// NUL byte) starts at `job_ids_out + i * ZMWS_JOB_ID_SIZE`. It is written
+/// only on `ZMWS_OK` and may be NULL when `count` is 0. `count` 0 returns
+/// `ZMWS_OK` without contacting the broker.
+///
+/// Errors: `ZMWS_NO_SUCH_SERVICE`, `ZMWS_TOO_LARGE` (a payload above the
+/// broker's limit), `ZMWS_QUEUE_FULL` (the whole batch does not fit),
+/// `ZMWS_INVALID_ARGUMENT` (NULL or short arguments, more than
+/// `ZMWS_MAX_SUBMIT_BATCH` payloads), `ZMWS_TIMEOUT` (no broker answered;
+/// the batch may or may not have been accepted).
+#[no_mangle]
+pub unsafe extern "C" fn zmws_client_submit_batch(
+    client: *mut zmws_client,
+    service: *const c_char,
+    payloads: *const *const u8,
+    lens: *const usize,
+    count: usize,
+    job_ids_out: *mut c_char,
+    job_ids_size: usize,
+) -> c_int {
+    ffi_guard!({
+        if count > 0 {
+            check_out(job_ids_out, "job_ids_out")?;
+            let needed = count
+                .checked_mul(ZMWS_JOB_ID_SIZE)
+                .ok_or_else(|| FfiError::invalid(format!("count {count} is too large")))?;
+            if job_ids_size < needed {
+                return Err(FfiError::invalid(format!(
+                    "job_ids_size is {job_ids_size} bytes; {count} job ids need {needed} ({count} * ZMWS_JOB_ID_SIZE)"
+                )));
+            }
+        }
+        let c = self::client(client)?;
+        let service = c_str(service, "service")?;
+        let mut items: Vec<&[u8]> = Vec::with_capacity(count.min(ZMWS_MAX_SUBMIT_BATCH + 1));
+        if count > 0 {
+            if payloads.is_null() || lens.is_null() {
+                return Err(FfiError::invalid("payloads and lens must not be NULL when count > 0"));
+            }
+            if count > ZMWS_MAX_SUBMIT_BATCH {
+                return Err(FfiError::invalid(format!(
+                    "a batch holds at most {ZMWS_MAX_SUBMIT_BATCH} jobs; this one has {count}"
+                )));
+            }
+            let ptrs = std::slice::from_raw_parts(payloads, count);
+            let sizes = std::slice::from_raw_parts(lens, count);
+            for (i, (&p, &n)) in ptrs.iter().zip(sizes).enumerate() {
+                items.push(bytes(p, n, &format!("payloads[{i}]"))?);
+            }
+        }
+        let ids = c.inner.lock().submit_batch(service, &items)?;
+        if ids.len() != count {
+            return Err(FfiError::new(
+                super::zmws_code::ZMWS_INTERNAL,
+                format!("{} job ids for a batch of {count}", ids.len()),
+            ));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let hex = id.to_hex();
+            let slot = job_ids_out.add(i * ZMWS_JOB_ID_SIZE) as *mut u8;
+            std::ptr::copy_nonoverlapping(hex.as_ptr(), slot, hex.len());
+            slot.add(hex.len()).write(0);
+        }
+        Ok(())
+    })
+}
+
 /// Runs a job on `service` and waits up to `timeout_ms` for its result.
 ///
 /// `on_partial` (may be NULL) is called with `user_data` for every partial
@@ -431,4 +516,15 @@ pub unsafe extern "C" fn zmws_batch_free(batch: *mut zmws_batch) {
             drop(Box::from_raw(batch));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_constants_match_the_core() {
+        assert_eq!(ZMWS_MAX_SUBMIT_BATCH, crate::engine::MAX_SUBMIT_BATCH);
+        assert_eq!(ZMWS_JOB_ID_SIZE, crate::job::JobId(0).to_hex().len() + 1);
+    }
 }

@@ -6,7 +6,7 @@
  * success; main() runs them all (or those whose name contains argv[1]) and
  * exits 1 if any failed. Every wait is bounded by a count and a deadline.
  *
- * Environment: ZMWS_TEST_BATCH (default 10000) sets the batch size,
+ * Environment: ZMWS_TEST_BATCH (default 10000) sets the batch sizes,
  * ZMWS_TEST_SLOW=1 stretches the deadlines (valgrind), ZMWS_TEST_LEAK=1
  * leaks one string on purpose (run.sh checks that valgrind notices).
  */
@@ -823,6 +823,243 @@ static bool test_batch(void) {
     return stop_worker(&wt);
 }
 
+/* Waits (bounded) for the result of job `id` and compares it with `want`. */
+static bool wait_result(zmws_client *c, const char *id, const char *want) {
+    int64_t deadline = now_ms() + 20000 * g_slow;
+    for (;;) {
+        uint8_t *result = NULL;
+        size_t len = 0;
+        int rc = zmws_client_result(c, id, &result, &len);
+        if (rc == ZMWS_OK) {
+            bool same = bytes_equal(result, len, want);
+            zmws_buffer_free(result);
+            if (!same)
+                FAIL("job %s: wrong result (expected '%s')", id, want);
+            return true;
+        }
+        if (rc != ZMWS_PENDING)
+            FAIL("job %s: %s (%s)", id, zmws_code_name(rc), zmws_last_error());
+        if (now_ms() >= deadline)
+            FAIL("job %s did not finish in time", id);
+        sleep_ms(5);
+    }
+}
+
+static bool is_job_id(const char *id) {
+    return strlen(id) == 32 && strspn(id, "0123456789abcdef") == 32;
+}
+
+static int compare_ids(const void *a, const void *b) {
+    return memcmp(a, b, ZMWS_JOB_ID_SIZE);
+}
+
+static bool test_submit_batch(void) {
+    worker_thread wt;
+    if (!start_worker(&wt, "str-rev-sbatch", 8, str_rev))
+        return false;
+    zmws_client *c = NULL;
+    CHECK_OK(zmws_client_new(g_client_ep, &c));
+
+    /* A few jobs, one of them empty (NULL pointer, length 0). */
+    const char *texts[] = {"first", "second", "", "fourth", "fifth job"};
+    const char *reversed[] = {"tsrif", "dnoces", "", "htruof", "boj htfif"};
+    enum { N = 5 };
+    const uint8_t *ptrs[N];
+    size_t lens[N];
+    for (size_t i = 0; i < N; i++) {
+        lens[i] = strlen(texts[i]);
+        ptrs[i] = lens[i] ? (const uint8_t *)texts[i] : NULL;
+    }
+    char ids[N * ZMWS_JOB_ID_SIZE];
+    CHECK_OK(zmws_client_submit_batch(c, "str-rev-sbatch", ptrs, lens, N, ids, sizeof ids));
+    for (size_t i = 0; i < N; i++) {
+        const char *id = ids + i * ZMWS_JOB_ID_SIZE;
+        CHECK(is_job_id(id));
+        for (size_t k = 0; k < i; k++)
+            CHECK(strcmp(id, ids + k * ZMWS_JOB_ID_SIZE) != 0);
+    }
+    /* Ids in input order: job i ran payload i. */
+    for (size_t i = 0; i < N; i++)
+        if (!wait_result(c, ids + i * ZMWS_JOB_ID_SIZE, reversed[i]))
+            return false;
+    char *json = NULL;
+    CHECK_OK(zmws_client_status(c, ids, &json));
+    CHECK(strstr(json, "\"service\":\"str-rev-sbatch\"") != NULL);
+    zmws_string_free(json);
+
+    /* A larger buffer than needed is fine; nothing is written past the ids. */
+    char roomy[2 * ZMWS_JOB_ID_SIZE + 8];
+    memset(roomy, '#', sizeof roomy);
+    CHECK_OK(zmws_client_submit_batch(c, "str-rev-sbatch", ptrs, lens, 2, roomy, sizeof roomy));
+    CHECK(is_job_id(roomy) && is_job_id(roomy + ZMWS_JOB_ID_SIZE));
+    for (size_t k = 2 * ZMWS_JOB_ID_SIZE; k < sizeof roomy; k++)
+        CHECK(roomy[k] == '#');
+    CHECK(wait_result(c, roomy, "tsrif") && wait_result(c, roomy + ZMWS_JOB_ID_SIZE, "dnoces"));
+
+    /* A big batch (ZMWS_TEST_BATCH, at most ZMWS_MAX_SUBMIT_BATCH). */
+    size_t n = ZMWS_MAX_SUBMIT_BATCH;
+    const char *env = getenv("ZMWS_TEST_BATCH");
+    if (env && atol(env) > 0)
+        n = (size_t)atol(env);
+    if (n > ZMWS_MAX_SUBMIT_BATCH)
+        n = ZMWS_MAX_SUBMIT_BATCH;
+    char (*big)[16] = calloc(n, sizeof *big);
+    const uint8_t **bptrs = calloc(n, sizeof *bptrs);
+    size_t *blens = calloc(n, sizeof *blens);
+    char *bids = malloc(n * ZMWS_JOB_ID_SIZE);
+    char *sorted = malloc(n * ZMWS_JOB_ID_SIZE);
+    CHECK(big && bptrs && blens && bids && sorted);
+    for (size_t i = 0; i < n; i++) {
+        blens[i] = (size_t)snprintf(big[i], sizeof big[i], "sb-%06zu", i);
+        bptrs[i] = (const uint8_t *)big[i];
+    }
+    int64_t t0 = now_ms();
+    CHECK_OK(zmws_client_submit_batch(c, "str-rev-sbatch", bptrs, blens, n, bids, n * ZMWS_JOB_ID_SIZE));
+    int64_t took = now_ms() - t0;
+    memcpy(sorted, bids, n * ZMWS_JOB_ID_SIZE);
+    qsort(sorted, n, ZMWS_JOB_ID_SIZE, compare_ids);
+    for (size_t i = 0; i < n; i++) {
+        CHECK(is_job_id(bids + i * ZMWS_JOB_ID_SIZE));
+        if (i > 0 && compare_ids(sorted + (i - 1) * ZMWS_JOB_ID_SIZE, sorted + i * ZMWS_JOB_ID_SIZE) == 0)
+            FAIL("duplicate job id %s", sorted + i * ZMWS_JOB_ID_SIZE);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char want[16];
+        size_t len = blens[i];
+        for (size_t k = 0; k < len; k++)
+            want[k] = big[i][len - 1 - k];
+        want[len] = 0;
+        if (!wait_result(c, bids + i * ZMWS_JOB_ID_SIZE, want))
+            FAIL("item %zu of the big batch", i);
+    }
+    fprintf(stderr, "    submit_batch of %zu jobs accepted in %lld ms\n", n, (long long)took);
+    free(big);
+    free(bptrs);
+    free(blens);
+    free(bids);
+    free(sorted);
+
+    /* Errors leave the output buffer untouched. */
+    char untouched[N * ZMWS_JOB_ID_SIZE];
+    memset(untouched, '#', sizeof untouched);
+    CHECK_RC(zmws_client_submit_batch(c, "no-such-sbatch-service", ptrs, lens, N, untouched, sizeof untouched),
+             ZMWS_NO_SUCH_SERVICE);
+    CHECK(strstr(zmws_last_error(), "no-such-sbatch-service") != NULL);
+    CHECK_RC(zmws_client_submit_batch(NULL, "str-rev-sbatch", ptrs, lens, N, untouched, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_client_submit_batch(c, NULL, ptrs, lens, N, untouched, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK(strstr(zmws_last_error(), "service") != NULL);
+    CHECK_RC(zmws_client_submit_batch(c, "", ptrs, lens, N, untouched, sizeof untouched), ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", NULL, lens, N, untouched, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", ptrs, NULL, N, untouched, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", ptrs, lens, N, NULL, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK(strstr(zmws_last_error(), "job_ids_out") != NULL);
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", ptrs, lens, N, untouched, sizeof untouched - 1),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK(strstr(zmws_last_error(), "job_ids_size") != NULL);
+    /* A NULL payload pointer is allowed only with length 0. */
+    const uint8_t *holes[2] = {(const uint8_t *)"ok", NULL};
+    size_t hole_lens[2] = {2, 3};
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", holes, hole_lens, 2, untouched, sizeof untouched),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK(strstr(zmws_last_error(), "payloads[1]") != NULL);
+    for (size_t k = 0; k < sizeof untouched; k++)
+        CHECK(untouched[k] == '#');
+
+    /* More than ZMWS_MAX_SUBMIT_BATCH payloads. */
+    size_t too_many = ZMWS_MAX_SUBMIT_BATCH + 1;
+    const uint8_t **zptrs = calloc(too_many, sizeof *zptrs);
+    size_t *zlens = calloc(too_many, sizeof *zlens);
+    char *zids = malloc(too_many * ZMWS_JOB_ID_SIZE);
+    CHECK(zptrs && zlens && zids);
+    CHECK_RC(zmws_client_submit_batch(c, "str-rev-sbatch", zptrs, zlens, too_many, zids,
+                                      too_many * ZMWS_JOB_ID_SIZE),
+             ZMWS_INVALID_ARGUMENT);
+    CHECK(strstr(zmws_last_error(), "at most") != NULL);
+    free(zptrs);
+    free(zlens);
+    free(zids);
+
+    /* count 0: nothing to do, NULL arrays and buffer are fine; the service is still checked. */
+    CHECK_OK(zmws_client_submit_batch(c, "str-rev-sbatch", NULL, NULL, 0, NULL, 0));
+    CHECK_OK(zmws_client_submit_batch(c, "never-offered-but-empty", NULL, NULL, 0, NULL, 0));
+    CHECK_RC(zmws_client_submit_batch(c, NULL, NULL, NULL, 0, NULL, 0), ZMWS_INVALID_ARGUMENT);
+    zmws_client_free(c);
+    return stop_worker(&wt);
+}
+
+/* A broker of its own with small limits: a batch is accepted whole or not at all. */
+static bool test_submit_batch_limits(void) {
+    zmws_broker *b = NULL;
+    char *client_ep = NULL, *worker_ep = NULL;
+    CHECK_OK(zmws_broker_new(&b));
+    CHECK_OK(zmws_broker_set_client_endpoint(b, "tcp://127.0.0.1:*"));
+    CHECK_OK(zmws_broker_set_worker_endpoint(b, "tcp://127.0.0.1:*"));
+    CHECK_OK(zmws_broker_set_news_endpoint(b, NULL));
+    CHECK_OK(zmws_broker_set_heartbeat_ms(b, HEARTBEAT_MS));
+    CHECK_OK(zmws_broker_set_liveness(b, LIVENESS));
+    CHECK_OK(zmws_broker_set_max_queued(b, 3));
+    CHECK_OK(zmws_broker_set_max_payload(b, 8));
+    CHECK_OK(zmws_broker_start(b));
+    CHECK_OK(zmws_broker_client_endpoint(b, &client_ep));
+    CHECK_OK(zmws_broker_worker_endpoint(b, &worker_ep));
+
+    /* A worker offers the service once and leaves: jobs then wait in the queue. */
+    zmws_client *c = NULL;
+    CHECK_OK(zmws_client_new(client_ep, &c));
+    zmws_worker *w = NULL;
+    CHECK_OK(zmws_worker_new_with_heartbeat(worker_ep, "limited", 1, HEARTBEAT_MS, LIVENESS, &w));
+    if (!wait_for_service(c, "limited"))
+        return false;
+    zmws_worker_free(w);
+    bool gone = false;
+    int64_t deadline = now_ms() + 10000 * g_slow;
+    while (!gone && now_ms() < deadline) {
+        bool available = true;
+        CHECK_OK(zmws_client_service_available(c, "limited", &available));
+        gone = !available;
+        if (!gone)
+            sleep_ms(20);
+    }
+    CHECK(gone);
+
+    const uint8_t *ptrs[4] = {(const uint8_t *)"a", (const uint8_t *)"b", (const uint8_t *)"c",
+                              (const uint8_t *)"d"};
+    size_t lens[4] = {1, 1, 1, 1};
+    char ids[4 * ZMWS_JOB_ID_SIZE];
+    char *json = NULL;
+    /* 4 jobs do not fit in a queue of 3: none is queued. */
+    CHECK_RC(zmws_client_submit_batch(c, "limited", ptrs, lens, 4, ids, sizeof ids), ZMWS_QUEUE_FULL);
+    CHECK_OK(zmws_client_jobs(c, "queued", &json));
+    CHECK(strcmp(json, "[]") == 0);
+    zmws_string_free(json);
+    /* One payload over the limit refuses the whole batch. */
+    const uint8_t *big[2] = {(const uint8_t *)"a", (const uint8_t *)"123456789"};
+    size_t big_lens[2] = {1, 9};
+    CHECK_RC(zmws_client_submit_batch(c, "limited", big, big_lens, 2, ids, sizeof ids), ZMWS_TOO_LARGE);
+    CHECK_OK(zmws_client_jobs(c, "queued", &json));
+    CHECK(strcmp(json, "[]") == 0);
+    zmws_string_free(json);
+    /* 3 fit. */
+    CHECK_OK(zmws_client_submit_batch(c, "limited", ptrs, lens, 3, ids, sizeof ids));
+    CHECK_OK(zmws_client_jobs(c, "queued", &json));
+    for (size_t i = 0; i < 3; i++)
+        CHECK(strstr(json, ids + i * ZMWS_JOB_ID_SIZE) != NULL);
+    zmws_string_free(json);
+    CHECK_RC(zmws_client_submit_batch(c, "limited", ptrs, lens, 1, ids, sizeof ids), ZMWS_QUEUE_FULL);
+
+    zmws_client_free(c);
+    CHECK_OK(zmws_broker_stop(b));
+    zmws_broker_free(b);
+    zmws_string_free(client_ep);
+    zmws_string_free(worker_ep);
+    return true;
+}
+
 /* ------------------------------------------------------------ main */
 
 typedef struct {
@@ -865,6 +1102,8 @@ int main(int argc, char **argv) {
         {"cancel", test_cancel},
         {"failover", test_failover},
         {"batch", test_batch},
+        {"submit_batch", test_submit_batch},
+        {"submit_batch_limits", test_submit_batch_limits},
     };
     int failures = 0, ran = 0;
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {

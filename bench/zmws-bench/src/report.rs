@@ -14,7 +14,7 @@ type Res<T> = std::result::Result<T, String>;
 /// Peers that are job servers (the "best peer" of a ratio is taken among these).
 const JOB_SERVERS: &[&str] = &["gearmand", "beanstalkd"];
 /// Variant suffixes of zmws scenarios; stripped to find the peers' scenario.
-const SUFFIXES: &[&str] = &["_persist", "_ipc", "_news", "_rawworker"];
+const SUFFIXES: &[&str] = &["_persist", "_ipc", "_news", "_rawworker", "_batchfill"];
 
 #[derive(Default)]
 struct Entry {
@@ -426,17 +426,32 @@ pub fn report(path: &str) -> Res<()> {
         "≤ 250",
         bpj.map(|b| b <= 250.0),
     );
-    // Client::batch runs zmws.call jobs, which are not journaled: the durable
-    // path is measured with async submits (tput_w4_persist).
-    let r = z("tput_w4_persist", "jobs_per_s")
-        .zip(z("tput_w4", "jobs_per_s"))
-        .map(|(a, b)| a / b);
+    let hwm = z("rss_1000000_queued_batchfill", "vmhwm_kb");
     target(
-        "tput_w4 with the durable store ÷ in-memory tput_w4",
-        r,
-        "≥ 0.50",
-        r.map(|r| r >= 0.5),
+        "broker peak memory (VmHWM) with 1,000,000 queued jobs, MB",
+        hwm.map(|kb| kb / 1024.0),
+        "< 300",
+        hwm.map(|kb| kb / 1024.0 < 300.0),
     );
+    // pipe_w4 submits async jobs (zmws.submit.batch), which the durable store
+    // journals: the persisted run is the same scenario with --persist.
+    let persisted = m
+        .order
+        .iter()
+        .find(|(p, s)| p == "zmws" && s.starts_with("pipe_w4") && s.ends_with("_persist"))
+        .map(|x| x.1.clone());
+    let (name, r) = match persisted {
+        Some(s) => {
+            let base = s.trim_end_matches("_persist").to_string();
+            let r = z(&s, "jobs_per_s").zip(z(&base, "jobs_per_s")).map(|(a, b)| a / b);
+            (format!("{s} ÷ in-memory {base} (jobs/s)"), r)
+        }
+        None => {
+            let r = z("tput_w4_persist", "jobs_per_s").zip(z("tput_w4", "jobs_per_s")).map(|(a, b)| a / b);
+            ("tput_w4 with the durable store ÷ in-memory tput_w4".to_string(), r)
+        }
+    };
+    target(&name, r, "≥ 0.50", r.map(|r| r >= 0.5));
     Ok(())
 }
 

@@ -27,6 +27,12 @@ class Client
     /** The default broker client endpoint (as the broker's default). */
     public const DEFAULT_ENDPOINT = 'tcp://127.0.0.1:5555';
 
+    /** Most jobs one submitBatch() may carry (ZMWS_MAX_SUBMIT_BATCH in zmws.h). */
+    public const MAX_SUBMIT_BATCH = 10000;
+
+    /** Bytes per job id in the native submit_batch buffer: 32 hex characters and a NUL (ZMWS_JOB_ID_SIZE). */
+    private const JOB_ID_SIZE = 33;
+
     private Native $native;
     private ?CData $handle;
     private string $endpoints;
@@ -115,6 +121,54 @@ class Client
         $out = $this->native->ffi->new('char *');
         $this->native->check($this->native->ffi->zmws_client_submit_unique($this->h(), $service, $buf, strlen($payload), $key, FFI::addr($out)));
         return $this->native->takeString($out);
+    }
+
+    /**
+     * Submits one job per element of $params in a single request, without
+     * waiting for them (fire and forget), and returns their ids (32 hex
+     * characters each) as a list in the order of $params (its keys are not
+     * kept). The broker accepts all of them or none. At most
+     * self::MAX_SUBMIT_BATCH jobs; an empty array returns [] without
+     * contacting the broker.
+     *
+     * @param array<array-key, mixed> $params
+     * @return list<string>
+     * @throws NoSuchServiceException when no worker ever offered $service
+     * @throws QueueFullException|TooLargeException|TimeoutException
+     * @throws InvalidArgumentException for more than self::MAX_SUBMIT_BATCH jobs (checked by the library)
+     */
+    public function submitBatch(string $service, array $params): array
+    {
+        $count = count($params);
+        if ($count === 0) {
+            return [];
+        }
+        $native = $this->native;
+        $ffi = $native->ffi;
+        $ptrs = $ffi->new("const uint8_t *[$count]");
+        $lens = $ffi->new("size_t[$count]");
+        $bufs = []; // keeps the payload copies alive during the call
+        $i = 0;
+        foreach ($params as $param) {
+            $payload = Native::encodeParam($param);
+            $n = strlen($payload);
+            $lens[$i] = $n;
+            if ($n > 0) {
+                $bufs[$i] = $native->bytes($payload);
+                $ptrs[$i] = $ffi->cast('const uint8_t *', $bufs[$i]);
+            }
+            $i++;
+        }
+        $size = $count * self::JOB_ID_SIZE;
+        $out = $ffi->new("char[$size]");
+        $native->check($ffi->zmws_client_submit_batch($this->h(), $service, $ptrs, $lens, $count, $out, $size));
+        unset($bufs);
+        $text = FFI::string($out, $size);
+        $ids = [];
+        for ($i = 0; $i < $count; $i++) {
+            $ids[] = substr($text, $i * self::JOB_ID_SIZE, self::JOB_ID_SIZE - 1);
+        }
+        return $ids;
     }
 
     /**

@@ -58,6 +58,76 @@ final class WorkerJobsTest extends ZmwsTestCase
         $this->assertNotSame($id, self::$client->submitUnique(self::SERVICE, ['str' => 'other'], $key . '-2'));
     }
 
+    public function testSubmitBatchReturnsIdsInInputOrder(): void
+    {
+        $params = [['str' => 'one'], 'raw', null, ['str' => 'four'], ['op' => 'number']];
+        $ids = self::$client->submitBatch(self::SERVICE, $params);
+        $this->assertCount(5, $ids);
+        $this->assertTrue(array_is_list($ids));
+        foreach ($ids as $id) {
+            $this->assertMatchesRegularExpression('/^[0-9a-f]{32}$/', $id);
+        }
+        $this->assertCount(5, array_unique($ids));
+        $expected = ['eno', 'string:raw', 'string:', 'ruof', '42'];
+        foreach ($ids as $i => $id) {
+            $this->assertSame($expected[$i], self::$client->wait($id, 10000), "job $i");
+            $this->assertSame(self::SERVICE, self::$client->status($id)['service']);
+        }
+
+        // Keys are not kept: the ids come back as a list in iteration order.
+        $keyed = self::$client->submitBatch(self::SERVICE, ['b' => ['str' => 'xy'], 7 => ['str' => 'abc']]);
+        $this->assertSame([0, 1], array_keys($keyed));
+        $this->assertSame('yx', self::$client->wait($keyed[0], 10000));
+        $this->assertSame('cba', self::$client->wait($keyed[1], 10000));
+        $this->assertSame([], self::$client->submitBatch(self::SERVICE, []));
+    }
+
+    public function testSubmitBatchOfTheMaximumSize(): void
+    {
+        $params = [];
+        for ($i = 0; $i < \Zmws\Client::MAX_SUBMIT_BATCH; $i++) {
+            $params[] = "p$i";
+        }
+        $ids = self::$client->submitBatch(self::SERVICE, $params);
+        $this->assertCount(\Zmws\Client::MAX_SUBMIT_BATCH, $ids);
+        $this->assertCount(\Zmws\Client::MAX_SUBMIT_BATCH, array_unique($ids));
+        $this->assertSame('string:p9999', self::$client->wait($ids[9999], 60000));
+        $this->assertSame('string:p1234', self::$client->wait($ids[1234], 60000));
+        try {
+            self::$client->submitBatch(self::SERVICE, array_fill(0, \Zmws\Client::MAX_SUBMIT_BATCH + 1, 'x'));
+            $this->fail('no exception');
+        } catch (InvalidArgumentException $e) {
+            $this->assertStringContainsString('at most 10000', $e->getMessage());
+        }
+    }
+
+    public function testSubmitBatchErrors(): void
+    {
+        $this->assertSame([], self::$client->submitBatch('NO-SUCH-PHP-SERVICE', []), 'nothing is sent');
+        try {
+            self::$client->submitBatch('NO-SUCH-PHP-SERVICE', ['a', ['str' => 'b']]);
+            $this->fail('no exception');
+        } catch (NoSuchServiceException $e) {
+            $this->assertStringContainsString('NO-SUCH-PHP-SERVICE', $e->getMessage());
+        }
+        try {
+            self::$client->submitBatch('', ['a']);
+            $this->fail('no exception');
+        } catch (InvalidArgumentException $e) {
+            $this->assertSame(\Zmws\Native::INVALID_ARGUMENT, $e->getCode());
+        }
+        try {
+            self::$client->submitBatch(self::SERVICE, ['ok', NAN]);
+            $this->fail('no exception');
+        } catch (InvalidArgumentException $e) {
+            $this->assertStringContainsString('JSON', $e->getMessage());
+        }
+        $closed = new \Zmws\Client(self::$broker->clientEndpoint());
+        $closed->close();
+        $this->expectException(\Zmws\ClosedException::class);
+        $closed->submitBatch(self::SERVICE, ['x']);
+    }
+
     public function testNonObjectPayloadsArriveAsStrings(): void
     {
         $this->assertSame('string:plain text', self::$client->call(self::SERVICE, 'plain text', 10000));

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyMemoryView, PyString, PyTuple};
 use zmws::{Client, JobList};
 
 use crate::convert::{block_signals, guard, json_loads, timeout, to_bytes, SLICE};
@@ -159,6 +160,32 @@ impl PyClient {
             None => c.submit(&service, &payload),
         })?;
         Ok(id.to_string())
+    }
+
+    /// Submits one job per payload in a single request and returns their ids
+    /// (32 hex characters each) in input order, once the broker accepted them
+    /// all; it accepts all of them or none. At most 10,000 payloads; an empty
+    /// sequence returns `[]` without contacting the broker.
+    #[pyo3(signature = (service, payloads), text_signature = "(self, service, payloads)")]
+    fn submit_batch(&self, py: Python<'_>, service: String, payloads: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+        check_service(&service)?;
+        if payloads.is_instance_of::<PyString>()
+            || payloads.is_instance_of::<PyBytes>()
+            || payloads.is_instance_of::<PyByteArray>()
+            || payloads.is_instance_of::<PyMemoryView>()
+        {
+            return Err(PyTypeError::new_err("payloads must be a sequence of payloads, not a single str or bytes"));
+        }
+        let mut items = Vec::new();
+        for item in payloads.try_iter()? {
+            items.push(to_bytes(&item?)?);
+        }
+        if items.is_empty() {
+            self.shared()?; // a closed client still raises Closed
+            return Ok(Vec::new());
+        }
+        let ids = self.blocking(py, None, move |c, _| c.submit_batch(&service, &items))?;
+        Ok(ids.iter().map(|id| id.to_string()).collect())
     }
 
     /// Runs a job and waits up to `timeout` seconds for its result (bytes).

@@ -132,6 +132,75 @@ def test_unknown_service_raises_no_such_service(client):
         client.submit("NOBODY", b"")
 
 
+def test_submit_batch_returns_ids_in_input_order(broker, client, serve):
+    serve(zmws.Worker(broker.worker_endpoint, service="ECHO-REV", heartbeat_ms=HEARTBEAT_MS,
+                      work=lambda job_id, param: param if isinstance(param, dict) else param[::-1]))
+    payloads = [b"one", b"two", b"", b"four", bytearray(b"five")]
+    ids = client.submit_batch("ECHO-REV", payloads)
+    assert isinstance(ids, list) and len(ids) == len(payloads)
+    assert all(isinstance(i, str) and re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    for job_id, payload in zip(ids, payloads):
+        assert wait_until(lambda: client.status(job_id)["state"] == "complete", timeout=10)
+        assert client.result(job_id) == bytes(payload)[::-1]
+        assert client.status(job_id)["service"] == "ECHO-REV"
+    # Any iterable of payloads, converted like submit's (str as UTF-8, dicts as JSON).
+    ids = client.submit_batch("ECHO-REV", (p for p in ["abc", {"a": 1}]))
+    assert len(ids) == 2
+    assert wait_until(lambda: client.status(ids[1])["state"] == "complete", timeout=10)
+    assert client.result(ids[0]) == b"cba"
+    assert json.loads(client.result(ids[1])) == {"a": 1}
+
+
+def test_submit_batch_of_the_maximum_size(broker, client, serve):
+    serve(zmws.Worker(broker.worker_endpoint, service="COUNT", heartbeat_ms=HEARTBEAT_MS,
+                      work=lambda job_id, param: param))
+    ids = client.submit_batch("COUNT", [str(i).encode() for i in range(10_000)])
+    assert len(ids) == len(set(ids)) == 10_000
+    assert wait_until(lambda: client.status(ids[-1])["state"] == "complete", timeout=60)
+    assert client.result(ids[1234]) == b"1234"
+    with pytest.raises(zmws.InvalidArgument, match="at most 10000"):
+        client.submit_batch("COUNT", [b"x"] * 10_001)
+
+
+def test_submit_batch_errors(broker, client):
+    assert client.submit_batch("NOBODY", []) == []  # nothing sent, so no error
+    with pytest.raises(zmws.NoSuchService, match="NOBODY"):
+        client.submit_batch("NOBODY", [b"a", b"b"])
+    with pytest.raises(zmws.InvalidArgument):
+        client.submit_batch("", [b"a"])
+    with pytest.raises(TypeError):
+        client.submit_batch("ANY", b"abc")  # one bytes object is not a list of payloads
+    with pytest.raises(TypeError):
+        client.submit_batch("ANY", "abc")
+    with pytest.raises(TypeError):
+        client.submit_batch("ANY", [b"ok", object()])
+    with pytest.raises(TypeError):
+        client.submit_batch("ANY", 42)
+    client.close()
+    with pytest.raises(zmws.Closed):
+        client.submit_batch("ANY", [b"a"])
+    with pytest.raises(zmws.Closed):
+        client.submit_batch("ANY", [])
+
+
+def test_submit_batch_is_all_or_nothing():
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, heartbeat_ms=HEARTBEAT_MS,
+                     max_queued=3, max_payload=8) as b:
+        with zmws.Client(b.client_endpoint) as c:
+            with stuck_worker(b, "LIMITED"):
+                pass  # the service is now known; its worker is gone
+            assert wait_until(lambda: not c.service_available("LIMITED"))
+            with pytest.raises(zmws.QueueFull):
+                c.submit_batch("LIMITED", [b"a", b"b", b"c", b"d"])
+            assert c.jobs("queued") == []
+            with pytest.raises(zmws.TooLarge):
+                c.submit_batch("LIMITED", [b"a", b"123456789"])
+            assert c.jobs("queued") == []
+            ids = c.submit_batch("LIMITED", [b"a", b"b", b"c"])
+            assert [j["job_id"] for j in c.jobs("queued")] == ids
+
+
 def test_map_of_1000_items_in_order(broker, client, serve):
     for _ in range(2):
         serve(zmws.Worker(broker.worker_endpoint, service="SQUARE", heartbeat_ms=HEARTBEAT_MS,
