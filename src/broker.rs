@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::engine::{Engine, EngineConfig, Output, Socket};
 use crate::error::{Error, Result};
 use crate::protocol::{decode_client, decode_worker, Frame};
-use crate::store::Store;
+use crate::committer::Committer;
+use crate::store::{JournalOp, Store};
 
 /// Everything a broker needs to start. `Default` binds loopback on the
 /// standard ports 5555 (clients), 5556 (workers) and 5557 (events).
@@ -196,12 +197,27 @@ impl Broker {
         engine_cfg.persist = self.store.is_some();
         let clock = Clock::new();
         let mut engine = Engine::new(engine_cfg, clock.now_ms());
-        let store = self.store.take();
-        if let Some(st) = &store {
-            engine.restore(st.load()?, clock.now_ms());
-        }
-        let mut io = Io { client_backlog: Backlog::default(), worker_backlog: Backlog::default(), out: Vec::new(), spare: Vec::new(), store };
-        io.commit(&mut engine, &clock);
+        let store = match self.store.take() {
+            Some(st) => {
+                engine.restore(st.load()?, clock.now_ms());
+                Some(Committer::start(&self._ctx, st)?)
+            }
+            None => None,
+        };
+        let mut io = Io {
+            client_backlog: Backlog::default(),
+            worker_backlog: Backlog::default(),
+            out: Vec::new(),
+            spare: Vec::new(),
+            store,
+            gathering: Vec::new(),
+            held: VecDeque::new(),
+            batch: 0,
+            in_flight: None,
+            last_probe: Instant::now(),
+        };
+        io.flush(&self, &mut engine, &clock);
+        io.finish_commits(&self, &mut engine, &clock, Duration::from_secs(30));
         tracing::info!(clients = %self.endpoints.client, workers = %self.endpoints.worker, news = ?self.endpoints.news, "broker running");
         const BATCH: usize = 512;
         const BACKLOG_PAUSE: usize = 100_000;
@@ -221,16 +237,27 @@ impl Broker {
             let mut items = [
                 self.workers.as_poll_item(zmq::POLLIN),
                 self.clients.as_poll_item(if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() }),
+                io.store.as_ref().map(|c| c.wake_socket()).unwrap_or(&self.workers).as_poll_item(zmq::POLLIN),
                 self.news.as_ref().unwrap_or(&self.workers).as_poll_item(zmq::POLLIN),
             ];
-            // Without a news socket only the first two are polled.
-            let polled = if self.news.is_some() { 3 } else { 2 };
+            // Without a store (news socket) the third (fourth) item is left out.
+            let mut polled = 2;
+            if io.store.is_some() {
+                polled = 3;
+            } else {
+                items.swap(2, 3);
+            }
+            let news_at = polled;
+            if self.news.is_some() {
+                polled += 1;
+            }
             match zmq::poll(&mut items[..polled], wait) {
                 Ok(_) => {}
                 Err(zmq::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            if polled == 3 && items[2].is_readable() {
+            let committed = io.store.is_some() && items[2].is_readable();
+            if polled > news_at && items[news_at].is_readable() {
                 if let Some(news) = &self.news {
                     while let Ok(sub) = news.recv_bytes(zmq::DONTWAIT) {
                         match sub.split_first() {
@@ -247,6 +274,10 @@ impl Broker {
                 }
             }
             let (worker_ready, client_ready) = (items[0].is_readable(), items[1].is_readable());
+            if committed {
+                io.commit_ended(&self, &mut engine, &clock);
+            }
+            io.start_commit(&engine);
             if parked {
                 io.retry_backlogs(&self, &mut engine, &clock);
             }
@@ -277,8 +308,10 @@ impl Broker {
                 io.flush(&self, &mut engine, &clock);
             }
         }
-        io.commit(&mut engine, &clock);
-        // Graceful end: deliver what is pending (bounded), then close.
+        // Graceful end: finish the commits (their acknowledgements go out),
+        // deliver what is pending (bounded), then close.
+        io.flush(&self, &mut engine, &clock);
+        io.finish_commits(&self, &mut engine, &clock, Duration::from_secs(30));
         let deadline = Instant::now() + Duration::from_millis(500);
         while (!io.client_backlog.is_empty() || !io.worker_backlog.is_empty()) && Instant::now() < deadline {
             io.retry_backlogs(&self, &mut engine, &clock);
@@ -353,7 +386,18 @@ struct Io {
     out: Vec<Output>,
     /// The previous batch's buffer, reused so `out` keeps its capacity.
     spare: Vec<Output>,
-    store: Option<Store>,
+    /// The store's commit thread, when persisting.
+    store: Option<Committer>,
+    /// Journal ops gathered for the next commit.
+    gathering: Vec<JournalOp>,
+    /// Acknowledgements waiting for a commit: (batch number, reply).
+    held: VecDeque<(u64, Output)>,
+    /// Number of the batch being gathered.
+    batch: u64,
+    /// Number of the batch being committed.
+    in_flight: Option<u64>,
+    /// When a failing store was last probed.
+    last_probe: Instant,
 }
 
 enum SendOutcome {
@@ -394,20 +438,85 @@ fn send_frames(sock: &zmq::Socket, frames: Vec<Frame>) -> std::result::Result<Se
 }
 
 impl Io {
-    /// Writes this turn's journal in one transaction (group commit). On
-    /// failure the engine turns the turn's acknowledgements into refusals.
-    fn commit(&mut self, engine: &mut Engine, clock: &Clock) {
-        let Some(store) = self.store.as_mut() else { return };
-        let ops = engine.take_journal();
-        if ops.is_empty() {
-            if engine.store_failing() && store.probe().is_ok() {
-                engine.store_recovered();
-            }
+    /// Gathers this turn's journal into the batch for the next commit.
+    fn commit(&mut self, engine: &mut Engine, _clock: &Clock) {
+        if self.store.is_none() {
             return;
         }
-        match store.commit(&ops) {
+        let ops = engine.take_journal();
+        if self.gathering.is_empty() {
+            self.gathering = ops;
+        } else {
+            self.gathering.extend(ops);
+        }
+    }
+
+    /// Hands the gathered batch to the store thread unless a commit is
+    /// running (then it keeps gathering); probes a failing store when idle.
+    fn start_commit(&mut self, engine: &Engine) {
+        let Some(store) = &self.store else { return };
+        if self.in_flight.is_some() {
+            return;
+        }
+        if self.gathering.is_empty() {
+            // Nothing to write: only probe a failing store, ten times a second.
+            if !engine.store_failing() || self.last_probe.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+            self.last_probe = Instant::now();
+        }
+        store.submit(std::mem::take(&mut self.gathering));
+        self.in_flight = Some(self.batch);
+        self.batch += 1;
+    }
+
+    /// A commit ended: release (or, on failure, refuse) the replies that
+    /// waited for it, and start the next one.
+    fn commit_ended(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {
+        let Some(outcome) = self.store.as_ref().and_then(|s| s.try_outcome()) else { return };
+        self.settle_commit(outcome, engine, clock);
+        self.flush(b, engine, clock);
+    }
+
+    fn settle_commit(&mut self, (ops, result): crate::committer::Outcome, engine: &mut Engine, clock: &Clock) {
+        let Some(batch) = self.in_flight.take() else { return };
+        let mut replies = Vec::new();
+        while self.held.front().is_some_and(|(n, _)| *n <= batch) {
+            if let Some((_, o)) = self.held.pop_front() {
+                replies.push(o);
+            }
+        }
+        match result {
             Ok(()) => engine.store_recovered(),
-            Err(e) => engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut self.out),
+            Err(e) if ops.is_empty() => tracing::debug!(error = %e, "job store still refuses writes"),
+            Err(e) => engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut replies),
+        }
+        for o in replies {
+            self.out.push(match o {
+                Output::Durable { ok, .. } => Output::Send(Socket::Client, ok),
+                other => other,
+            });
+        }
+    }
+
+    /// Waits (up to `limit`) until every gathered op is committed and its
+    /// replies are sent: at start-up and at the end.
+    fn finish_commits(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.store.is_some() && (self.in_flight.is_some() || !self.gathering.is_empty() || !self.held.is_empty()) {
+            if self.in_flight.is_none() {
+                self.start_commit(engine);
+                if self.in_flight.is_none() {
+                    break;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(outcome) = self.store.as_ref().and_then(|s| s.wait_outcome(left)) else {
+                tracing::error!("the job store did not finish its last commit in time");
+                break;
+            };
+            self.settle_commit(outcome, engine, clock);
+            self.flush(b, engine, clock);
         }
     }
 
@@ -420,7 +529,11 @@ impl Io {
             let mut batch = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
             for o in batch.drain(..) {
                 let o = match o {
-                    Output::Durable { ok, .. } => Output::Send(Socket::Client, ok),
+                    // Sent once the batch holding this turn's ops is committed.
+                    durable @ Output::Durable { .. } => {
+                        self.held.push_back((self.batch, durable));
+                        continue;
+                    }
                     other => other,
                 };
                 match o {
@@ -449,7 +562,7 @@ impl Io {
                             Err(e) => tracing::warn!(error = %e, "send to worker failed"),
                         }
                     }
-                    Output::Durable { .. } => unreachable!("converted above"),
+                    Output::Durable { .. } => unreachable!("held above"),
                     Output::Event(ev) => {
                         if let Some(news) = &b.news {
                             let json = ev.to_json(clock.now_ms());
@@ -461,6 +574,7 @@ impl Io {
             }
             self.spare = batch; // empty, capacity kept
         }
+        self.start_commit(engine);
     }
 
     fn retry_backlogs(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock) {

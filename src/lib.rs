@@ -14,6 +14,7 @@ pub mod error;
 pub mod ffi;
 pub mod job;
 pub mod job_table;
+mod committer;
 pub mod protocol;
 pub mod store;
 pub mod worker;
