@@ -13,7 +13,12 @@
 #
 # Knobs (environment):
 #   ZMWS_BENCH_PEERS=../shared/bench-peers (relative to the repo root)
-#   REPS=3 N_SYNC=20000 N_TPUT=100000 N_ZMQ=1000000 PAYLOAD=100 CAPACITY=16
+#   REPS=3 N_SYNC=20000 N_TPUT=100000 N_ZMQ=1000000 PAYLOAD=100
+#   CAPACITIES="16 256 1024"  zmws workers that take several jobs at once:
+#                     pipe_w4_capN and drain_w4_capN for each N
+#   PERSIST_CAPACITY=256      capacity of the durable pipe_w4_capN_persist run
+#   PIPE_WINDOW_ZMWS=10000    jobs per Client::submit_batch message in pipe_w4
+#                     (the peers use their best windows too; swept 1000/3000/10000)
 #   PIPE_WINDOW_GEARMAND=1000 PIPE_WINDOW_BEANSTALKD=10000
 #   SCEN_TIMEOUT=40   per program (each runs under `timeout`)
 #   BUDGET_S=330      no rep is started that (judged by the last) would end later
@@ -47,7 +52,9 @@ N_SYNC=${N_SYNC:-20000}
 N_TPUT=${N_TPUT:-100000}
 N_ZMQ=${N_ZMQ:-1000000}
 PAYLOAD=${PAYLOAD:-100}
-CAPACITY=${CAPACITY:-16}
+CAPACITIES=${CAPACITIES:-${CAPACITY:-16 256 1024}}
+PERSIST_CAPACITY=${PERSIST_CAPACITY:-256}
+PIPE_WINDOW_ZMWS=${PIPE_WINDOW_ZMWS:-10000}
 PIPE_WINDOW_GEARMAND=${PIPE_WINDOW_GEARMAND:-1000}
 PIPE_WINDOW_BEANSTALKD=${PIPE_WINDOW_BEANSTALKD:-10000}
 SCEN_TIMEOUT=${SCEN_TIMEOUT:-40}
@@ -208,15 +215,17 @@ zmws_rep() { # every zmws-bench run starts its own broker on ephemeral ports
   run_one "$rep" "$BENCH" sync --n "$N_SYNC" --workers 1 --payload "$PAYLOAD"
   run_one "$rep" "$BENCH" sync --n "$N_SYNC" --workers 4 --payload "$PAYLOAD"
   run_one "$rep" "$BENCH" tput --n "$N_TPUT" --workers 4 --payload "$PAYLOAD"
-  run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD"
-  run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --capacity "$CAPACITY"
+  run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --window "$PIPE_WINDOW_ZMWS"
   run_one "$rep" "$BENCH" filldrain --n "$N_TPUT" --workers 4 --payload "$PAYLOAD"
-  run_one "$rep" "$BENCH" filldrain --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --capacity "$CAPACITY" --quiet-fill
-  # durable store on: async submits (Client::batch runs zmws.call jobs,
-  # which the broker does not journal, so a persistent pipe_w4 would
-  # measure nothing durable)
-  # (a quarter of N: a rate, and the slowest zmws run)
-  [ "$PERSIST" = 1 ] && run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --capacity "$CAPACITY" --persist
+  for c in $CAPACITIES; do
+    run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --window "$PIPE_WINDOW_ZMWS" --capacity "$c"
+    # (the fill before these drains goes by submit_batch; the serial fill is measured above)
+    run_one "$rep" "$BENCH" filldrain --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --capacity "$c" --quiet-fill \
+      --batch-fill --window "$PIPE_WINDOW_ZMWS"
+  done
+  # durable store on: the same async pipe_w4 (zmws.submit.batch jobs are journaled)
+  [ "$PERSIST" = 1 ] && run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --window "$PIPE_WINDOW_ZMWS" \
+    --capacity "$PERSIST_CAPACITY" --persist
   # 1,000,000 queued jobs (filled by submit_batch, 10,000 a message): the broker's peak memory
   [ "$BIG" = 1 ] && run_one "$rep" "$BENCH" filldrain --n $((N_TPUT * 10)) --workers 4 --payload "$PAYLOAD" --no-drain \
     --batch-fill --window 10000 --broker-arg --max-queued --broker-arg $((N_TPUT * 20))
@@ -239,7 +248,7 @@ cpu=$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo "+dirty-src")
 {
   echo "# zmws compare $(date -u +%FT%TZ) host=$(uname -n) nproc=$(nproc) kernel=$(uname -r) cpu=\"$cpu\""
-  echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg); reps=$REPS payload=$PAYLOAD n_sync=$N_SYNC n_tput=$N_TPUT capacity=$CAPACITY quick=$QUICK"
+  echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg); reps=$REPS payload=$PAYLOAD n_sync=$N_SYNC n_tput=$N_TPUT capacities=$CAPACITIES window=$PIPE_WINDOW_ZMWS quick=$QUICK"
   echo "# zmws $rev$BUILD_NOTE (broker binary built $(date -r "$ZMWS_BIN" +%FT%T), zmws-bench built $(date -r "$BENCH" +%FT%T))"
   echo "# ($ZMWS_BIN; broker --no-news --no-http --no-persist unless _persist, fresh per run); gearmand $(gearmand --version 2>/dev/null | awk 'NF{print $2; exit}') -t 1; beanstalkd $(beanstalkd -v 2>&1 | awk '{print $2}') (in memory); libzmq $(pkg-config --modversion libzmq 2>/dev/null)"
 } >"$WORK/header"

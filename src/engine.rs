@@ -197,7 +197,8 @@ impl Job {
     fn payload_bytes(&self) -> usize {
         match &self.extra {
             Some(x) if self.state.is_final() => x.payload_bytes,
-            _ => frame_slices(&self.payload, self.flags & MULTI_FRAME != 0).iter().map(|f| f.len()).sum(),
+            _ if self.flags & MULTI_FRAME == 0 => self.payload.len(),
+            _ => frame_slices(&self.payload, true).iter().map(|f| f.len()).sum(),
         }
     }
     fn extra_mut(&mut self) -> &mut JobExtra {
@@ -284,7 +285,8 @@ pub struct Engine {
     /// (deadline, job, attempt) in dispatch order; deadlines never decrease.
     deadlines: VecDeque<(u64, JobId, u32)>,
     /// Finished jobs in finishing order, for TTL pruning and history.
-    finished: VecDeque<JobId>,
+    /// (finish time, job): the time is kept here so pruning needs no lookup.
+    finished: VecDeque<(u64, JobId)>,
     next_heartbeat_ms: u64,
     /// Changes for the durable store, drained by the I/O layer each turn.
     journal: Vec<JournalOp>,
@@ -997,17 +999,15 @@ impl Engine {
                 "failed"
             }
         };
-        self.finished.push_back(id);
+        self.finished.push_back((now, id));
         self.event(out, kind, id, si, attempt, detail);
         self.prune_finished(now);
     }
 
     fn prune_finished(&mut self, now: u64) {
-        while let Some(&id) = self.finished.front() {
-            let expired = match self.jobs.get(&id) {
-                Some(j) => self.finished.len() > self.config.max_finished || now.saturating_sub(j.finished_ms()) >= self.config.result_ttl_ms,
-                None => true,
-            };
+        while let Some(&(finished_ms, id)) = self.finished.front() {
+            let expired =
+                self.finished.len() > self.config.max_finished || now.saturating_sub(finished_ms) >= self.config.result_ttl_ms;
             if !expired {
                 break;
             }
@@ -1077,11 +1077,18 @@ impl Engine {
                     self.journal.push(JournalOp::Started { id, attempt, at_ms: now });
                 }
                 w.held.push_back((id, attempt));
-                let frames = frame_slices(&job.payload, job.flags & MULTI_FRAME != 0);
-                if w.batch {
-                    encode_job_record(&mut records, &id.to_hex(), attempt, &frames);
+                let single = [&job.payload[..]];
+                let multi;
+                let frames: &[&[u8]] = if job.flags & MULTI_FRAME == 0 {
+                    &single
                 } else {
-                    let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), &frames);
+                    multi = frame_slices(&job.payload, true);
+                    &multi
+                };
+                if w.batch {
+                    encode_job_record(&mut records, &id.to_hex(), attempt, frames);
+                } else {
+                    let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), frames);
                     out.push(Output::Send(Socket::Worker, msg));
                 }
                 given.push((id, attempt));
@@ -1251,7 +1258,7 @@ impl Engine {
                 flags: DURABLE | if multi { MULTI_FRAME } else { 0 },
             };
             if state.is_final() {
-                self.finished.push_back(sj.id);
+                self.finished.push_back((sj.finished_ms, sj.id));
             } else {
                 self.services[si].queue.push_back(sj.id);
                 self.queued_total += 1;
@@ -1259,8 +1266,8 @@ impl Engine {
             self.jobs.insert(sj.id, job);
         }
         // Finished jobs were loaded in creation order; order them by finish time.
-        let mut fin: Vec<JobId> = self.finished.drain(..).collect();
-        fin.sort_by_key(|id| self.jobs.get(id).map(|j| j.finished_ms()).unwrap_or(0));
+        let mut fin: Vec<(u64, JobId)> = self.finished.drain(..).collect();
+        fin.sort_by_key(|&(at, _)| at);
         self.finished = fin.into();
         self.prune_finished(now);
         tracing::info!(queued = self.queued_total, requeued, kept = self.finished.len(), "job store restored");
@@ -1341,7 +1348,7 @@ impl Engine {
                 .finished
                 .iter()
                 .rev()
-                .filter_map(|id| self.jobs.get(id).map(|j| (*id, j)))
+                .filter_map(|(_, id)| self.jobs.get(id).map(|j| (*id, j)))
                 .take(self.config.history_len.min(limit))
                 .map(|(id, j)| self.status_of(id, j))
                 .collect(),

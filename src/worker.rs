@@ -26,6 +26,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::client::split_endpoints;
 use crate::error::{Error, Result};
+use crate::job::JobId;
 use crate::protocol::{
     self, outcome, Frame, MDPW02, READY_EXTENSION_PREFIX, W_DISCONNECT_OR_HEARTBEAT, W_DISCONNECT_V2, W_FAIL,
     W_HEARTBEAT_OR_FINAL, W_READY, W_REPLY_BATCH, W_REPLY_OR_PARTIAL, W_REQUEST, W_REQUEST_BATCH,
@@ -126,6 +127,8 @@ struct Shared {
     /// Set (under the connection lock) while outcomes are held back for a
     /// batch; the keeper then checks every half [`REPLY_HOLD`].
     holding: AtomicBool,
+    /// The keeper is in (or about to start) a long sleep.
+    keeper_asleep: AtomicBool,
     last_activity: Mutex<Instant>,
 }
 
@@ -179,7 +182,7 @@ impl Worker {
             wake_rx,
             index: 0,
             generation: 0,
-            held: HashMap::new(),
+            held: HashMap::default(),
             pending: VecDeque::new(),
             outbox: Vec::new(),
             outbox_jobs: 0,
@@ -194,6 +197,7 @@ impl Worker {
             wake_tx: Mutex::new(wake_tx),
             shutdown: AtomicBool::new(false),
             holding: AtomicBool::new(false),
+            keeper_asleep: AtomicBool::new(false),
             last_activity: Mutex::new(now),
         });
         let keeper_shared = shared.clone();
@@ -320,30 +324,28 @@ impl Worker {
                 self.shared.conn.lock()
             }
         };
-        *self.shared.last_activity.lock() = Instant::now();
         Ok(conn)
     }
 
-    fn check_id(job_id: &str) -> Result<()> {
-        if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidArgument(format!("'{job_id}' is not a job id")));
-        }
-        Ok(())
+    fn check_id(job_id: &str) -> Result<JobId> {
+        JobId::parse(job_id.as_bytes()).ok_or_else(|| Error::InvalidArgument(format!("'{job_id}' is not a job id")))
     }
 
     /// Completes a job with its result.
     pub fn complete(&self, job_id: &str, result: &[u8]) -> Result<()> {
-        Worker::check_id(job_id)?;
-        self.answer(job_id, outcome::COMPLETE, result)
+        let id = Worker::check_id(job_id)?;
+        self.answer(id, outcome::COMPLETE, result)
     }
 
-    fn answer(&self, job_id: &str, kind: u8, data: &[u8]) -> Result<()> {
+    fn answer(&self, id: JobId, kind: u8, data: &[u8]) -> Result<()> {
         let mut conn = self.lock_connection()?;
-        if conn.answer(job_id.as_bytes(), kind, data) {
+        if conn.answer(id, kind, data) {
             // A batch is being held back: make sure the keeper sends it in time.
             self.shared.holding.store(true, Ordering::SeqCst);
             drop(conn);
-            self.keeper_thread.unpark();
+            if self.shared.keeper_asleep.load(Ordering::SeqCst) {
+                self.keeper_thread.unpark();
+            }
         }
         self.jobs_done.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -352,15 +354,15 @@ impl Worker {
     /// Fails a job with a reason. A `retryable` failure is run again on
     /// another attempt (if any are left); otherwise the job ends now.
     pub fn fail(&self, job_id: &str, reason: &str, retryable: bool) -> Result<()> {
-        Worker::check_id(job_id)?;
+        let id = Worker::check_id(job_id)?;
         let kind = if retryable { outcome::FAIL_RETRYABLE } else { outcome::FAIL };
-        self.answer(job_id, kind, reason.as_bytes())
+        self.answer(id, kind, reason.as_bytes())
     }
 
     /// Sends a partial result (progress) to a client waiting on the job.
     pub fn partial(&self, job_id: &str, data: &[u8]) -> Result<()> {
-        Worker::check_id(job_id)?;
-        self.lock_connection()?.partial(job_id.as_bytes(), data);
+        let id = Worker::check_id(job_id)?;
+        self.lock_connection()?.partial(id, data);
         Ok(())
     }
 
@@ -411,24 +413,64 @@ impl Drop for Worker {
 /// The keeper thread: while nobody else holds the connection, it keeps
 /// heartbeats, reconnection and held-back replies going.
 fn keep(shared: Arc<Shared>, tick: Duration) {
-    let mut wait = tick;
+    // Ticks of REPLY_HOLD/2 while answers are being held back, and for a
+    // while after (so a steady stream of batches needs no wake-ups); the
+    // slow tick otherwise, and then an answer that starts a hold unparks us.
+    const BUSY_TICKS: u32 = 50;
+    let short = REPLY_HOLD / 2;
+    let mut busy_left = 0u32;
     while !shared.shutdown.load(Ordering::SeqCst) {
+        if shared.holding.load(Ordering::SeqCst) {
+            busy_left = BUSY_TICKS;
+        }
+        let wait = if busy_left > 0 {
+            busy_left -= 1;
+            short
+        } else {
+            // Announce the long sleep, then look again: an answer that
+            // started a hold meanwhile either sees the flag or is seen here.
+            shared.keeper_asleep.store(true, Ordering::SeqCst);
+            if shared.holding.load(Ordering::SeqCst) {
+                shared.keeper_asleep.store(false, Ordering::SeqCst);
+                busy_left = BUSY_TICKS;
+                short
+            } else {
+                tick
+            }
+        };
         std::thread::park_timeout(wait);
-        wait = tick;
+        shared.keeper_asleep.store(false, Ordering::SeqCst);
         if let Some(mut conn) = shared.conn.try_lock() {
             let now = Instant::now();
             conn.receive(now);
             conn.maintain(now);
-            if conn.outbox_jobs > 0 {
-                wait = (conn.outbox_since + REPLY_HOLD).saturating_duration_since(now).max(Duration::from_micros(200));
-            } else {
+            if conn.outbox_jobs == 0 {
                 shared.holding.store(false, Ordering::SeqCst);
             }
-        } else if shared.holding.load(Ordering::SeqCst) {
-            wait = REPLY_HOLD / 2;
         }
     }
 }
+
+/// The held-jobs map's hasher: its keys are job ids chosen by the broker,
+/// random in their last 64 bits, so hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64; // the random half of a zmws job id
+    }
+}
+
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Where a held job came from.
 #[derive(Clone, Copy)]
@@ -450,7 +492,7 @@ struct Connection {
     index: usize,
     generation: u64,
     /// Job id → where it came from, for jobs received and not yet answered.
-    held: HashMap<Vec<u8>, Held>,
+    held: HashMap<JobId, Held, IdHash>,
     /// Jobs received and not yet taken by `next_event`.
     pending: VecDeque<Job>,
     /// Outcome records held back for one REPLY_BATCH.
@@ -538,7 +580,9 @@ impl Connection {
         self.socket = None;
         // Jobs the caller is running keep their slots until answered.
         for job in self.pending.drain(..) {
-            self.held.remove(job.id.as_bytes());
+            if let Some(id) = JobId::parse(job.id.as_bytes()) {
+                self.held.remove(&id);
+            }
         }
         self.outbox.clear();
         self.outbox_jobs = 0;
@@ -603,7 +647,7 @@ impl Connection {
                         continue;
                     };
                     for (id, attempt, payload) in jobs {
-                        self.held.insert(id.to_vec(), Held { generation: self.generation, batched: true });
+                        self.hold(id, true);
                         let id = String::from_utf8_lossy(id).into_owned();
                         self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
                     }
@@ -631,17 +675,30 @@ impl Connection {
             }
             _ => (1, payload.concat()),
         };
-        self.held.insert(id.clone(), Held { generation: self.generation, batched: false });
+        self.hold(&id, false);
         let id = String::from_utf8_lossy(&id).into_owned();
         self.pending.push_back(Job { id, attempt, payload });
+    }
+
+    /// Records a received job as held. A job id that is not a zmws job id
+    /// (a foreign broker's envelope) could never be answered: it is logged.
+    fn hold(&mut self, id: &[u8], batched: bool) {
+        match JobId::parse(id) {
+            Some(id) => {
+                self.held.insert(id, Held { generation: self.generation, batched });
+            }
+            None => tracing::warn!(id = %String::from_utf8_lossy(id), "job with an id that is not 32 hex digits: it cannot be answered"),
+        }
     }
 
     /// Sends (or holds back for a batch) the outcome of a job. An outcome
     /// for a job from an earlier connection is dropped: the broker of that
     /// connection requeued the job already, and the new one never knew it.
     /// Returns true when this outcome starts a held-back batch.
-    fn answer(&mut self, id: &[u8], kind: u8, data: &[u8]) -> bool {
-        let Some(held) = self.held.remove(id) else { return false };
+    fn answer(&mut self, job: JobId, kind: u8, data: &[u8]) -> bool {
+        let Some(held) = self.held.remove(&job) else { return false };
+        let hex = job.to_hex();
+        let id = &hex[..];
         if held.generation != self.generation || self.socket.is_none() {
             self.ensure_connected(Instant::now());
             return false;
@@ -671,11 +728,12 @@ impl Connection {
     }
 
     /// Sends a PARTIAL for a job still held on this connection.
-    fn partial(&mut self, id: &[u8], data: &[u8]) {
-        match self.held.get(id) {
+    fn partial(&mut self, job: JobId, data: &[u8]) {
+        match self.held.get(&job) {
             Some(h) if h.generation == self.generation => {}
             _ => return,
         }
+        let id = &job.to_hex()[..];
         self.send(worker_frames(W_REPLY_OR_PARTIAL, vec![id.to_vec(), Vec::new(), data.to_vec()]));
     }
 

@@ -1020,7 +1020,8 @@ fn do_filldrain(o: &Opts) -> Res<()> {
     println!(
         "peer=zmws scenario=drain_w{}{} jobs_per_s={:.0} n={} {} {}",
         o.workers,
-        o.suffix(),
+        // how the backlog was filled does not change the drain
+        o.suffix().replace("_batchfill", ""),
         rate(o.n, t_end - d0),
         o.n,
         b.cpu_key(cpu1, o.n),
