@@ -64,6 +64,7 @@ PERSIST=${PERSIST:-auto}
 BIG=${BIG:-1}
 EXTRA=${EXTRA:-}
 OUT_DIR=${OUT_DIR:-$HERE}
+mkdir -p "$OUT_DIR"
 ZMWS_BIN=${ZMWS_BIN:-$ROOT/target/release/zmws}
 BENCH=$HERE/zmws-bench/target/release/zmws-bench
 BUILD_NOTE=""

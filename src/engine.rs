@@ -592,6 +592,19 @@ impl Engine {
         let Some(&si) = self.service_index.get(service) else {
             return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
         };
+        self.enqueue_at(si, payload, waiter, unique_key, now, out)
+    }
+
+    /// [`Engine::enqueue`] for a service already looked up.
+    fn enqueue_at(
+        &mut self,
+        si: usize,
+        payload: Vec<Frame>,
+        waiter: Option<Waiter>,
+        unique_key: Option<Box<str>>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<(JobId, usize), (&'static str, String)> {
         let size: usize = payload.iter().map(|f| f.len()).sum();
         if size > self.config.max_payload {
             return Err(("413", format!("payload of {size} bytes is over the limit of {} bytes", self.config.max_payload)));
@@ -664,11 +677,11 @@ impl Engine {
                 return Err(("503", format!("the job store refuses writes: {e}")));
             }
         }
-        let service = body.remove(0);
+        body.remove(0);
         let mut ids = Vec::with_capacity(n + 1);
         ids.push(b"200".to_vec());
         for payload in body {
-            let (id, _) = self.enqueue(&service, vec![payload], None, None, now, out)?;
+            let (id, _) = self.enqueue_at(si, vec![payload], None, None, now, out)?;
             ids.push(id.to_hex().to_vec());
         }
         self.dispatch(si, now, out);
@@ -738,18 +751,31 @@ impl Engine {
             }
             WorkerCommand::ReplyBatch { records } => {
                 self.touch(&peer, now);
-                let mut service = None;
-                for (kind, address, data) in protocol::decode_outcome_records(&records).unwrap_or_default() {
+                let records = protocol::decode_outcome_records(&records).unwrap_or_default();
+                // First free the worker's slots (one lookup of the worker for the batch)…
+                let Some(w) = self.workers.get_mut(peer.as_slice()) else { return };
+                let mut settled = Vec::with_capacity(records.len());
+                for (kind, address, data) in records {
+                    match JobId::parse(address).and_then(|id| Engine::release(w, id)) {
+                        Some((id, attempt)) => settled.push((id, attempt, kind, data)),
+                        None => tracing::debug!(worker = %hex(&peer), "reply for a job this worker does not hold: ignored"),
+                    }
+                }
+                let si = w.service;
+                if (w.held.len() as u32) < w.capacity && !w.in_idle {
+                    w.in_idle = true;
+                    self.services[si].idle.push_back((w.identity.clone(), w.registration));
+                }
+                // …then record the outcomes…
+                for (id, attempt, kind, data) in settled {
                     let outcome = match kind {
                         protocol::outcome::COMPLETE => Ok(vec![data.to_vec()]),
                         k => Err((k == protocol::outcome::FAIL_RETRYABLE, String::from_utf8_lossy(data).into_owned())),
                     };
-                    service = self.settle(&peer, address, outcome, now, out).or(service);
+                    self.conclude(&peer, id, attempt, outcome, now, out);
                 }
-                // One dispatch for the whole batch, so freed slots are refilled in one message.
-                if let Some(si) = service {
-                    self.dispatch(si, now, out);
-                }
+                // …and refill the freed slots in one message.
+                self.dispatch(si, now, out);
             }
         }
     }
@@ -894,21 +920,39 @@ impl Engine {
         now: u64,
         out: &mut Vec<Output>,
     ) -> Option<usize> {
-        let id = JobId::parse(address);
         let w = self.workers.get_mut(peer)?;
-        let pos = id.and_then(|id| w.held.iter().position(|(j, _)| *j == id));
-        let Some(pos) = pos else {
+        let Some((id, attempt)) = JobId::parse(address).and_then(|id| Engine::release(w, id)) else {
             tracing::debug!(worker = %hex(peer), "reply for a job this worker does not hold: ignored");
             return Some(w.service);
         };
-        let (id, attempt) = w.held.remove(pos).expect("position found above");
-        w.jobs_done += 1;
         let si = w.service;
         let free = (w.held.len() as u32) < w.capacity;
         if free && !w.in_idle {
             w.in_idle = true;
             self.services[si].idle.push_back((w.identity.clone(), w.registration));
         }
+        self.conclude(peer, id, attempt, outcome, now, out);
+        Some(si)
+    }
+
+    /// Takes job `id` out of the worker's held list; returns it with its attempt.
+    fn release(w: &mut WorkerRec, id: JobId) -> Option<(JobId, u32)> {
+        let pos = w.held.iter().position(|(j, _)| *j == id)?;
+        w.jobs_done += 1;
+        w.held.remove(pos)
+    }
+
+    /// Applies a worker's outcome to the attempt it answered, if that
+    /// attempt is still the job's current one (a late answer is ignored).
+    fn conclude(
+        &mut self,
+        peer: &[u8],
+        id: JobId,
+        attempt: u32,
+        outcome: Result<Vec<Frame>, (bool, String)>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         let current = self
             .jobs
             .get(&id)
@@ -921,7 +965,6 @@ impl Engine {
                 Err((false, reason)) => self.finish(id, JobState::Failed, None, Some(reason), now, out),
             }
         }
-        Some(si)
     }
 
     /// Moves a job to a final state, answers its waiter, records it for TTL.
