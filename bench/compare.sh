@@ -16,14 +16,14 @@
 #   REPS=3 N_SYNC=20000 N_TPUT=100000 N_ZMQ=1000000 PAYLOAD=100
 #   CAPACITIES="16 256 1024"  zmws workers that take several jobs at once:
 #                     pipe_w4_capN and drain_w4_capN for each N
-#   PERSIST_CAPACITY=256      capacity of the durable pipe_w4_capN_persist run
+#   PERSIST_CAPACITIES="1 256" worker capacities of the durable pipe_w4*_persist runs
 #   PIPE_WINDOW_ZMWS=10000    jobs per Client::submit_batch message in pipe_w4
 #                     (the peers use their best windows too; swept 1000/3000/10000)
 #   PIPE_WINDOW_GEARMAND=1000 PIPE_WINDOW_BEANSTALKD=10000
 #   SCEN_TIMEOUT=40   per program (each runs under `timeout`)
 #   BUDGET_S=330      no rep is started that (judged by the last) would end later
 #   HARD_LIMIT_S=350  no program runs past this many seconds after the start
-#   PERSIST=auto      also run pipe_w4_capN_persist when the broker has --data-dir
+#   PERSIST=auto      also run the pipe_w4*_persist runs when the broker has --data-dir
 #   BIG=1             also fill a broker with 10 x N_TPUT jobs (no workers) and
 #                     read its peak memory (rss_1000000_queued_batchfill)
 #   EXTRA=""          extra zmws variants: "ipc" (sync_w1/tput_w4 over ipc://),
@@ -53,7 +53,7 @@ N_TPUT=${N_TPUT:-100000}
 N_ZMQ=${N_ZMQ:-1000000}
 PAYLOAD=${PAYLOAD:-100}
 CAPACITIES=${CAPACITIES:-${CAPACITY:-16 256 1024}}
-PERSIST_CAPACITY=${PERSIST_CAPACITY:-256}
+PERSIST_CAPACITIES=${PERSIST_CAPACITIES:-1 256}
 PIPE_WINDOW_ZMWS=${PIPE_WINDOW_ZMWS:-10000}
 PIPE_WINDOW_GEARMAND=${PIPE_WINDOW_GEARMAND:-1000}
 PIPE_WINDOW_BEANSTALKD=${PIPE_WINDOW_BEANSTALKD:-10000}
@@ -225,8 +225,12 @@ zmws_rep() { # every zmws-bench run starts its own broker on ephemeral ports
       --batch-fill --window "$PIPE_WINDOW_ZMWS"
   done
   # durable store on: the same async pipe_w4 (zmws.submit.batch jobs are journaled)
-  [ "$PERSIST" = 1 ] && run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --window "$PIPE_WINDOW_ZMWS" \
-    --capacity "$PERSIST_CAPACITY" --persist
+  if [ "$PERSIST" = 1 ]; then
+    for c in $PERSIST_CAPACITIES; do
+      run_one "$rep" "$BENCH" pipe --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --window "$PIPE_WINDOW_ZMWS" \
+        --capacity "$c" --persist
+    done
+  fi
   # 1,000,000 queued jobs (filled by submit_batch, 10,000 a message): the broker's peak memory
   [ "$BIG" = 1 ] && run_one "$rep" "$BENCH" filldrain --n $((N_TPUT * 10)) --workers 4 --payload "$PAYLOAD" --no-drain \
     --batch-fill --window 10000 --broker-arg --max-queued --broker-arg $((N_TPUT * 20))
