@@ -198,7 +198,7 @@ impl Broker {
         let clock = Clock::new();
         let mut engine = Engine::new(engine_cfg, clock.now_ms());
         let store = match self.store.take() {
-            Some(st) => {
+            Some(mut st) => {
                 engine.restore(st.load()?, clock.now_ms());
                 Some(Committer::start(&self._ctx, st)?)
             }

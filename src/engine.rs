@@ -864,7 +864,7 @@ impl Engine {
         job.state = JobState::Queued;
         job.worker = None;
         if job.durable() {
-            self.journal.push(JournalOp::Requeued { id });
+            self.journal.push(JournalOp::Requeued { id, attempts: job.attempts as u32 });
         }
         let (si, attempt) = (job.service as usize, job.attempts as u32);
         let svc = &mut self.services[si];
@@ -1274,7 +1274,7 @@ impl Engine {
                     self.journal.push(JournalOp::Finished { id: sj.id, state, result: None, failure: failure.clone(), at_ms: now, attempts });
                 } else {
                     state = JobState::Queued;
-                    self.journal.push(JournalOp::Requeued { id: sj.id });
+                    self.journal.push(JournalOp::Requeued { id: sj.id, attempts: sj.attempts });
                     requeued += 1;
                 }
             }

@@ -44,6 +44,8 @@ pub enum JournalOp {
     Requeued {
         /// The job.
         id: JobId,
+        /// Attempts made so far.
+        attempts: u32,
     },
     /// The job reached a final state.
     Finished {
@@ -107,6 +109,11 @@ pub struct Loaded {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Jobs whose latest start is only in `starts` rows: (attempt, time).
+    started: HashMap<JobId, (u32, u64)>,
+    /// `starts` rows written since the last fold.
+    start_rows: usize,
+    last_fold: std::time::Instant,
 }
 
 fn state_code(s: JobState) -> i64 {
@@ -131,6 +138,30 @@ fn state_from(code: i64) -> JobState {
 
 /// Frames as one blob: a single frame is stored raw (`nframes` = 1); several
 /// are stored as u32-LE length + bytes each.
+/// Start rows gathered before they are folded into the job rows.
+const START_ROWS_PER_FOLD: usize = 64;
+/// Longest time between folds of the start rows.
+const START_FOLD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Appends one start record: 16-byte id, u32-LE attempt, u64-LE time.
+fn encode_start(out: &mut Vec<u8>, id: JobId, attempt: u32, at_ms: u64) {
+    out.extend_from_slice(&id_bytes(id));
+    out.extend_from_slice(&attempt.to_le_bytes());
+    out.extend_from_slice(&at_ms.to_le_bytes());
+}
+
+/// The start records of one `starts` row (a truncated tail is ignored).
+fn decode_starts(blob: &[u8]) -> impl Iterator<Item = (JobId, u32, u64)> + '_ {
+    blob.chunks_exact(28).map(|c| {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&c[..16]);
+        let attempt = u32::from_le_bytes([c[16], c[17], c[18], c[19]]);
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&c[20..28]);
+        (JobId(u128::from_be_bytes(id)), attempt, u64::from_le_bytes(at))
+    })
+}
+
 /// The row of a job inserted in the batch being committed, with the batch's
 /// later changes to it folded in.
 struct NewRow<'a> {
@@ -250,6 +281,7 @@ impl Store {
                  failure TEXT,
                  unique_key TEXT
              ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS starts (seq INTEGER PRIMARY KEY, records BLOB NOT NULL);
              INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');",
         )
         .map_err(named)?;
@@ -257,7 +289,7 @@ impl Store {
         if schema != "1" {
             return Err(Error::Io(format!("job store {} has unknown schema version {schema}", path.display())));
         }
-        Ok(Store { conn, path })
+        Ok(Store { conn, path, started: HashMap::new(), start_rows: 0, last_fold: std::time::Instant::now() })
     }
 
     /// The database file.
@@ -266,7 +298,9 @@ impl Store {
     }
 
     /// Reads back every service and job, jobs in creation order.
-    pub fn load(&self) -> Result<Loaded> {
+    pub fn load(&mut self) -> Result<Loaded> {
+        let path = self.path.clone();
+        self.fold_start_rows_at_load().map_err(|e| Error::Io(format!("job store {}: {e}", path.display())))?;
         let named = |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", self.path.display()));
         let mut loaded = Loaded::default();
         let mut st = self.conn.prepare("SELECT name FROM services ORDER BY name").map_err(named)?;
@@ -314,6 +348,31 @@ impl Store {
         Ok(loaded)
     }
 
+    /// At start-up: moves the attempts recorded in `starts` into the job rows
+    /// (a job still queued or active then counts as active in that attempt).
+    fn fold_start_rows_at_load(&mut self) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut read = tx.prepare("SELECT records FROM starts ORDER BY seq")?;
+            let blobs: Vec<Vec<u8>> = read.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let mut update = tx.prepare(
+                // Only a start newer than what the row knows: a job requeued
+                // after that attempt has its attempts written by the requeue.
+                "UPDATE jobs SET state = 1, attempts = ?2, started_ms = ?3 WHERE id = ?1 AND state IN (0, 1) AND attempts < ?2",
+            )?;
+            for blob in &blobs {
+                for (id, attempt, at_ms) in decode_starts(blob) {
+                    update.execute(params![&id_bytes(id)[..], attempt as i64, at_ms as i64])?;
+                }
+            }
+            tx.execute("DELETE FROM starts", [])?;
+        }
+        tx.commit()?;
+        self.started.clear();
+        self.start_rows = 0;
+        Ok(())
+    }
+
     /// Writes a batch of changes in one transaction.
     ///
     /// Changes to a job inserted in the same batch are folded into its one
@@ -358,6 +417,8 @@ impl Store {
                 _ => {}
             }
         }
+        let mut start_records = Vec::new();
+        let mut folded = false;
         let tx = self.conn.transaction().map_err(&named)?;
         {
             let mut insert = tx
@@ -370,7 +431,8 @@ impl Store {
             let mut started = tx
                 .prepare_cached("UPDATE jobs SET state = 1, attempts = ?2, started_ms = ?3 WHERE id = ?1")
                 .map_err(&named)?;
-            let mut requeued = tx.prepare_cached("UPDATE jobs SET state = 0 WHERE id = ?1").map_err(&named)?;
+            let mut requeued =
+                tx.prepare_cached("UPDATE jobs SET state = 0, attempts = MAX(attempts, ?2) WHERE id = ?1").map_err(&named)?;
             let mut finished = tx
                 .prepare_cached(
                     "UPDATE jobs SET state = ?2, rframes = ?3, result = ?4, failure = ?5, finished_ms = ?6,
@@ -383,7 +445,7 @@ impl Store {
                 let row = match op {
                     JournalOp::Service(_) | JournalOp::Insert { .. } => None,
                     JournalOp::Started { id, .. }
-                    | JournalOp::Requeued { id }
+                    | JournalOp::Requeued { id, .. }
                     | JournalOp::Finished { id, .. }
                     | JournalOp::Delete { id } => fresh_index.get(id).copied(),
                 };
@@ -408,12 +470,18 @@ impl Store {
                         if finished_later.get(id).is_some_and(|&f| f > i) {
                             continue; // the finish below records the attempt
                         }
-                        started.execute(params![&id_bytes(*id)[..], *attempt as i64, *at_ms as i64]).map_err(&named)?;
+                        // Packed with the batch's other starts into one row of
+                        // `starts`; written into the job's row only if it is
+                        // still running at the next fold.
+                        encode_start(&mut start_records, *id, *attempt, *at_ms);
+                        self.started.insert(*id, (*attempt, *at_ms));
                     }
-                    JournalOp::Requeued { id } => {
-                        requeued.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
+                    JournalOp::Requeued { id, attempts } => {
+                        self.started.remove(id);
+                        requeued.execute(params![&id_bytes(*id)[..], *attempts as i64]).map_err(&named)?;
                     }
                     JournalOp::Finished { id, state, result, failure, at_ms, attempts } => {
+                        self.started.remove(id);
                         let (rn, rblob) = match result {
                             Some(r) => {
                                 let (n, b) = pack(r);
@@ -434,9 +502,23 @@ impl Store {
                             .map_err(&named)?;
                     }
                     JournalOp::Delete { id } => {
+                        self.started.remove(id);
                         delete.execute(params![&id_bytes(*id)[..]]).map_err(&named)?;
                     }
                 }
+            }
+            if !start_records.is_empty() {
+                tx.execute("INSERT INTO starts (records) VALUES (?1)", params![&start_records]).map_err(&named)?;
+                self.start_rows += 1;
+            }
+            // Fold the start rows away now and then: only jobs still running
+            // by then cost a row update; the rest finished meanwhile.
+            if self.start_rows >= START_ROWS_PER_FOLD || (self.start_rows > 0 && self.last_fold.elapsed() >= START_FOLD_EVERY) {
+                for (id, &(attempt, at_ms)) in &self.started {
+                    started.execute(params![&id_bytes(*id)[..], attempt as i64, at_ms as i64]).map_err(&named)?;
+                }
+                tx.execute("DELETE FROM starts", []).map_err(&named)?;
+                folded = true;
             }
             for row in fresh.iter().flatten() {
                 let (n, blob): (i64, &[u8]) = if row.emptied { (1, &[]) } else { (row.payload.0, &row.payload.1) };
@@ -466,7 +548,13 @@ impl Store {
                     .map_err(&named)?;
             }
         }
-        tx.commit().map_err(&named)
+        tx.commit().map_err(&named)?;
+        if folded {
+            self.started.clear();
+            self.start_rows = 0;
+            self.last_fold = std::time::Instant::now();
+        }
+        Ok(())
     }
 
     /// A tiny write that tells whether the store accepts writes again.
@@ -506,6 +594,97 @@ mod tests {
         std::fs::write(bad.join("zmws.db"), vec![0x5a; 8192]).unwrap();
         let err = Store::open(&bad).err().expect("corrupt file must fail");
         assert!(err.to_string().contains("zmws.db"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod start_rows {
+    use super::*;
+
+    fn ins(id: JobId) -> JournalOp {
+        JournalOp::Insert { id, service: "s".into(), payload: vec![b"p".to_vec()], created_ms: 1, unique_key: None }
+    }
+
+    #[test]
+    fn a_start_in_a_start_row_survives_a_crash_and_a_fold_keeps_running_jobs() {
+        let dir = std::env::temp_dir().join(format!("zmws-start-rows-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b, c) = (JobId(1 << 80), JobId(2 << 80), JobId(3 << 80));
+        {
+            let mut st = Store::open(&dir).unwrap();
+            st.commit(&[JournalOp::Service("s".into()), ins(a), ins(b), ins(c)]).unwrap();
+            // Started in later batches: packed into start rows, not the job rows.
+            st.commit(&[JournalOp::Started { id: a, attempt: 1, at_ms: 5 }, JournalOp::Started { id: b, attempt: 1, at_ms: 5 }])
+                .unwrap();
+            st.commit(&[JournalOp::Finished {
+                id: b,
+                state: JobState::Complete,
+                result: Some(vec![b"r".to_vec()]),
+                failure: None,
+                at_ms: 6,
+                attempts: 1,
+            }])
+            .unwrap();
+            st.commit(&[JournalOp::Started { id: c, attempt: 2, at_ms: 7 }, JournalOp::Requeued { id: c, attempts: 2 }]).unwrap();
+            let rows: i64 = st.conn.query_row("SELECT COUNT(*) FROM starts", [], |r| r.get(0)).unwrap();
+            assert_eq!(rows, 2);
+            // dropped without any further write: a crash
+        }
+        let mut st = Store::open(&dir).unwrap();
+        let loaded = st.load().unwrap();
+        let get = |id: JobId| loaded.jobs.iter().find(|j| j.id == id).unwrap().clone();
+        assert_eq!((get(a).state, get(a).attempts), (JobState::Active, 1), "running at the crash: its attempt counts");
+        assert_eq!((get(b).state, get(b).attempts), (JobState::Complete, 1));
+        assert_eq!((get(c).state, get(c).attempts), (JobState::Queued, 2), "requeued after attempt 2");
+        let rows: i64 = st.conn.query_row("SELECT COUNT(*) FROM starts", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, 0, "folded into the rows at load");
+        // A long-running job is written into its row when the start rows fold.
+        let d = JobId(4 << 80);
+        st.commit(&[ins(d)]).unwrap();
+        st.commit(&[JournalOp::Started { id: d, attempt: 1, at_ms: 9 }]).unwrap();
+        for _ in 0..START_ROWS_PER_FOLD {
+            st.commit(&[JournalOp::Started { id: a, attempt: 2, at_ms: 10 }]).unwrap();
+        }
+        let rows: i64 = st.conn.query_row("SELECT COUNT(*) FROM starts", [], |r| r.get(0)).unwrap();
+        assert!(rows < START_ROWS_PER_FOLD as i64, "folded: {rows} rows left");
+        let (state, attempts): (i64, i64) =
+            st.conn.query_row("SELECT state, attempts FROM jobs WHERE id = ?1", params![&id_bytes(d)[..]], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((state, attempts), (1, 1));
+        drop(st);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Not a test: prints the store's cost per job for the journal shapes
+    /// the broker produces. `cargo test --release --lib store_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn store_cost() {
+        let dir = std::env::temp_dir().join(format!("zmws-store-speed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut st = Store::open(&dir).unwrap();
+        let n = 100_000u128;
+        let ids: Vec<JobId> = (0..n).map(|i| JobId((1u128 << 100) + i * 7919)).collect();
+        let ins = |id: JobId| JournalOp::Insert { id, service: "bench".into(), payload: vec![vec![7u8; 100]], created_ms: 1, unique_key: None };
+        let fin = |id: JobId| JournalOp::Finished { id, state: JobState::Complete, result: Some(vec![vec![8u8; 100]]), failure: None, at_ms: 2, attempts: 1 };
+        let start = |id: JobId| JournalOp::Started { id, attempt: 1, at_ms: 2 };
+        let time = |st: &mut Store, what: &str, batches: Vec<Vec<JournalOp>>| {
+            let t = std::time::Instant::now();
+            for b in &batches {
+                st.commit(b).unwrap();
+            }
+            eprintln!("{what}: {:.2} µs per job", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+        };
+        time(&mut st, "insert only (batches of 10,000)", ids.chunks(10_000).map(|c| c.iter().map(|&i| ins(i)).collect()).collect());
+        time(&mut st, "start update", ids.chunks(10_000).map(|c| c.iter().map(|&i| start(i)).collect()).collect());
+        time(&mut st, "finish update", ids.chunks(10_000).map(|c| c.iter().map(|&i| fin(i)).collect()).collect());
+        time(&mut st, "delete", ids.chunks(10_000).map(|c| c.iter().map(|&i| JournalOp::Delete { id: i }).collect()).collect());
+        time(&mut st, "insert+start+finish folded", ids.chunks(10_000).map(|c| c.iter().flat_map(|&i| [ins(i), start(i), fin(i)]).collect()).collect());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
