@@ -648,7 +648,7 @@ impl Connection {
                     };
                     for (id, attempt, payload) in jobs {
                         self.hold(id, true);
-                        let id = String::from_utf8_lossy(id).into_owned();
+                        let id = std::str::from_utf8(id).map(str::to_owned).unwrap_or_else(|_| String::from_utf8_lossy(id).into_owned());
                         self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
                     }
                 }
