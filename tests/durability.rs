@@ -95,6 +95,10 @@ fn kill_9_loses_nothing_acknowledged() {
     assert_eq!(job.id, slow_id.to_string());
     assert_eq!(job.attempt, 1);
 
+    // The start of that attempt is journaled with the next group commit
+    // (the job reaches the worker without waiting for it); commits take
+    // milliseconds, so half a second later it is on disk.
+    std::thread::sleep(Duration::from_millis(500));
     // SIGKILL: no chance to flush anything.
     unsafe { libc::kill(b.child.id() as i32, libc::SIGKILL) };
     let _ = b.child.wait();
