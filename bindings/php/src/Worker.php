@@ -551,7 +551,7 @@ abstract class Worker
     /**
      * Blocks SIGTERM/SIGINT on this thread while PHP code runs a job, so that
      * a stop request neither interrupts its system calls (usleep, sockets)
-     * nor cuts it short; the native I/O thread takes the signal meanwhile and
+     * nor cuts it short; a native thread of the library (its keeper, or libzmq's I/O thread) takes the signal meanwhile and
      * the handler runs once the job is done.
      *
      * @return array<int>|null the previous mask, NULL when nothing was blocked
