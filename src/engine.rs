@@ -521,11 +521,11 @@ impl Engine {
                 reply(out, body)
             }
             _ if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) => {
-                reply(out, err_body("501", format!("'{}' is not implemented", printable(&name))))
+                reply(out, err_body("501", format!("'{}' is not implemented", printable(name))))
             }
             _ => {
                 let waiter = Waiter::Mdp { route: route.clone(), service: service.clone() };
-                if let Err((code, msg)) = self.accept(&name, body, Some(waiter), None, now, out) {
+                if let Err((code, msg)) = self.accept(name, body, Some(waiter), None, now, out) {
                     reply(out, err_body(code, msg));
                 }
             }

@@ -410,9 +410,14 @@ pub fn encode_job_record(out: &mut Vec<u8>, id: &[u8], attempt: u32, payload: &[
     }
 }
 
-/// The job records of a REQUEST_BATCH frame as `(id, attempt, payload)`;
-/// `None` if the frame is malformed.
-pub fn decode_job_records(data: &[u8]) -> Option<Vec<(&[u8], u32, &[u8])>> {
+/// One job record of a REQUEST_BATCH frame: `(id, attempt, payload)`.
+pub type JobRecord<'a> = (&'a [u8], u32, &'a [u8]);
+
+/// One record of a REPLY_BATCH frame: `(kind, id, data)`.
+pub type OutcomeRecord<'a> = (u8, &'a [u8], &'a [u8]);
+
+/// The job records of a REQUEST_BATCH frame; `None` if the frame is malformed.
+pub fn decode_job_records(data: &[u8]) -> Option<Vec<JobRecord<'_>>> {
     let mut out = Vec::new();
     let mut r = Reader(data);
     while !r.0.is_empty() {
@@ -446,9 +451,9 @@ pub fn encode_outcome_record(out: &mut Vec<u8>, kind: u8, id: &[u8], data: &[u8]
     out.extend_from_slice(data);
 }
 
-/// The records of a REPLY_BATCH frame as `(kind, id, data)`; `None` if the
-/// frame is malformed or a kind is unknown.
-pub fn decode_outcome_records(data: &[u8]) -> Option<Vec<(u8, &[u8], &[u8])>> {
+/// The records of a REPLY_BATCH frame; `None` if the frame is malformed or a
+/// kind is unknown.
+pub fn decode_outcome_records(data: &[u8]) -> Option<Vec<OutcomeRecord<'_>>> {
     let mut out = Vec::new();
     let mut r = Reader(data);
     while !r.0.is_empty() {
