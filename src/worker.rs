@@ -129,7 +129,6 @@ struct Shared {
     holding: AtomicBool,
     /// The keeper is in (or about to start) a long sleep.
     keeper_asleep: AtomicBool,
-    last_activity: Mutex<Instant>,
 }
 
 static WAKE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -190,6 +189,7 @@ impl Worker {
             heard: now,
             next_heartbeat: now,
             reconnect_at: now,
+            last_activity: now,
         };
         conn.ensure_connected(now);
         let shared = Arc::new(Shared {
@@ -198,7 +198,6 @@ impl Worker {
             shutdown: AtomicBool::new(false),
             holding: AtomicBool::new(false),
             keeper_asleep: AtomicBool::new(false),
-            last_activity: Mutex::new(now),
         });
         let keeper_shared = shared.clone();
         let tick = Duration::from_millis((config.heartbeat_ms / 4).clamp(1, 50));
@@ -261,15 +260,12 @@ impl Worker {
                 if conn.pending.is_empty() {
                     conn.flush_outbox();
                 }
-                *self.shared.last_activity.lock() = now;
+                conn.last_activity = now;
                 return Ok(WorkerEvent::Job(job));
             }
-            {
-                let mut last = self.shared.last_activity.lock();
-                if now.duration_since(*last) >= idle_span {
-                    *last = now;
-                    return Ok(WorkerEvent::Idle);
-                }
+            if now.duration_since(conn.last_activity) >= idle_span {
+                conn.last_activity = now;
+                return Ok(WorkerEvent::Idle);
             }
             conn.maintain(now);
             if !conn.pending.is_empty() {
@@ -504,6 +500,8 @@ struct Connection {
     next_heartbeat: Instant,
     /// With no socket: when to try to connect again.
     reconnect_at: Instant,
+    /// When a job was last taken or answered (for `Idle`).
+    last_activity: Instant,
 }
 
 fn worker_frames(cmd: u8, rest: Vec<Frame>) -> Vec<Frame> {
@@ -697,6 +695,7 @@ impl Connection {
     /// Returns true when this outcome starts a held-back batch.
     fn answer(&mut self, job: JobId, kind: u8, data: &[u8]) -> bool {
         let Some(held) = self.held.remove(&job) else { return false };
+        self.last_activity = Instant::now();
         let hex = job.to_hex();
         let id = &hex[..];
         if held.generation != self.generation || self.socket.is_none() {
