@@ -850,24 +850,30 @@ fn do_sync(o: &Opts) -> Res<()> {
     Ok(())
 }
 
-fn do_tput(o: &Opts) -> Res<()> {
+/// The shared frame of the throughput scenarios: a fresh broker, W workers
+/// counting completions, the clock around `submit`, one line in the peers'
+/// format (`window=` when given).
+fn throughput(
+    o: &Opts,
+    scenario: &str,
+    window: Option<u64>,
+    submit: impl FnOnce(&mut Client, &[u8]) -> Res<()>,
+) -> Res<()> {
     let b = BrokerProc::start(o)?;
     let cpu0 = b.cpu_ns();
     let ctr = Counter::create(o.n)?;
-    let _workers = Workers::spawn(o, &b.worker_ep, false, Some(&ctr))?;
+    let workers = Workers::spawn(o, &b.worker_ep, false, Some(&ctr))?;
     let mut c = connect(&b)?;
     wait_workers(&mut c, o.workers)?;
     let buf = payload_bytes(o.payload);
     let me0 = cpu_ns_of(std::process::id());
     let t0 = now_ns();
-    for i in 0..o.n {
-        c.submit(SERVICE, &buf)
-            .map_err(|e| format!("submit {i}: {e}"))?;
-    }
+    submit(&mut c, &buf)?;
     let t1 = now_ns();
     let t_end = ctr.wait(o.wait)?;
+    let window = window.map(|w| format!(" window={w}")).unwrap_or_default();
     println!(
-        "peer=zmws scenario=tput_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} n={} payload={} {} {}",
+        "peer=zmws scenario={scenario}_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0}{window} n={} payload={} {} {}",
         o.workers,
         o.suffix(),
         rate(o.n, t_end - t0),
@@ -875,89 +881,52 @@ fn do_tput(o: &Opts) -> Res<()> {
         o.n,
         o.payload,
         b.cpu_key(cpu0, o.n),
-        side_cpu_keys(Some(me0), &_workers, o.n)
+        side_cpu_keys(Some(me0), &workers, o.n)
     );
     Ok(())
+}
+
+/// The peers' `tput_w4`: N serial `Client::submit`, each waiting for its id.
+fn do_tput(o: &Opts) -> Res<()> {
+    throughput(o, "tput", None, |c, buf| {
+        for i in 0..o.n {
+            c.submit(SERVICE, buf).map_err(|e| format!("submit {i}: {e}"))?;
+        }
+        Ok(())
+    })
 }
 
 /// The peers' `pipe_w4`: async jobs submitted `window` at a time in one
 /// `zmws.submit.batch` message each (one ack with the window's job ids),
 /// completions counted by the workers.
 fn do_pipe(o: &Opts) -> Res<()> {
-    let b = BrokerProc::start(o)?;
-    let cpu0 = b.cpu_ns();
-    let ctr = Counter::create(o.n)?;
-    let _workers = Workers::spawn(o, &b.worker_ep, false, Some(&ctr))?;
-    let mut c = connect(&b)?;
-    wait_workers(&mut c, o.workers)?;
-    let buf = payload_bytes(o.payload);
-    let window: Vec<&[u8]> = vec![&buf[..]; o.window];
-    let me0 = cpu_ns_of(std::process::id());
-    let t0 = now_ns();
-    let mut left = o.n as usize;
-    while left > 0 {
-        let k = left.min(o.window);
-        let ids = c
-            .submit_batch(SERVICE, &window[..k])
-            .map_err(|e| format!("submit_batch: {e}"))?;
-        if ids.len() != k {
-            return Err(format!("submit_batch: {} ids for {k} jobs", ids.len()));
+    throughput(o, "pipe", Some(o.window as u64), |c, buf| {
+        let window: Vec<&[u8]> = vec![buf; o.window];
+        let mut left = o.n as usize;
+        while left > 0 {
+            let k = left.min(o.window);
+            let ids = c.submit_batch(SERVICE, &window[..k]).map_err(|e| format!("submit_batch: {e}"))?;
+            if ids.len() != k {
+                return Err(format!("submit_batch: {} ids for {k} jobs", ids.len()));
+            }
+            left -= k;
         }
-        left -= k;
-    }
-    let t1 = now_ns();
-    let t_end = ctr.wait(o.wait)?;
-    println!(
-        "peer=zmws scenario=pipe_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} window={} n={} payload={} {} {}",
-        o.workers,
-        o.suffix(),
-        rate(o.n, t_end - t0),
-        rate(o.n, t1 - t0),
-        o.window,
-        o.n,
-        o.payload,
-        b.cpu_key(cpu0, o.n),
-        side_cpu_keys(Some(me0), &_workers, o.n)
-    );
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Experiment: N `zmws.call` jobs through one `Client::batch` (many in
-/// flight, every result back at the client).
+/// flight, every result back at the client, so `submit_jobs_per_s` is when
+/// every *result* is back).
 fn do_pipecall(o: &Opts) -> Res<()> {
-    let b = BrokerProc::start(o)?;
-    let cpu0 = b.cpu_ns();
-    let ctr = Counter::create(o.n)?;
-    let _workers = Workers::spawn(o, &b.worker_ep, false, Some(&ctr))?;
-    let mut c = connect(&b)?;
-    wait_workers(&mut c, o.workers)?;
-    let buf = payload_bytes(o.payload);
-    let payloads: Vec<&[u8]> = vec![&buf[..]; o.n as usize];
-    let me0 = cpu_ns_of(std::process::id());
-    let t0 = now_ns();
-    let results = c
-        .batch(SERVICE, &payloads, o.wait)
-        .map_err(|e| format!("batch: {e}"))?;
-    let t1 = now_ns();
-    if let Some((i, Err(e))) = results.iter().enumerate().find(|(_, r)| r.is_err()) {
-        return Err(format!("batch job {i}: {e}"));
-    }
-    let t_end = ctr.wait(o.wait)?;
-    // submit_jobs_per_s: N / (batch start -> batch returned), i.e. every
-    // job's *result* back at the client (stricter than the peers' acks).
-    println!(
-        "peer=zmws scenario=pipecall_w{}{} jobs_per_s={:.0} submit_jobs_per_s={:.0} window={} n={} payload={} {} {}",
-        o.workers,
-        o.suffix(),
-        rate(o.n, t_end - t0),
-        rate(o.n, t1 - t0),
-        CLIENT_BATCH_WINDOW,
-        o.n,
-        o.payload,
-        b.cpu_key(cpu0, o.n),
-        side_cpu_keys(Some(me0), &_workers, o.n)
-    );
-    Ok(())
+    throughput(o, "pipecall", Some(CLIENT_BATCH_WINDOW), |c, buf| {
+        let payloads: Vec<&[u8]> = vec![buf; o.n as usize];
+        let results = c.batch(SERVICE, &payloads, o.wait).map_err(|e| format!("batch: {e}"))?;
+        match results.iter().enumerate().find(|(_, r)| r.is_err()) {
+            Some((i, Err(e))) => Err(format!("batch job {i}: {e}")),
+            _ => Ok(()),
+        }
+    })
 }
 
 fn do_filldrain(o: &Opts) -> Res<()> {
