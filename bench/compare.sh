@@ -26,6 +26,9 @@
 #   PERSIST=auto      also run the pipe_w4*_persist runs when the broker has --data-dir
 #   BIG=1             also fill a broker with 10 x N_TPUT jobs (no workers) and
 #                     read its peak memory (rss_1000000_queued_batchfill)
+#   SPIN_US=300       also run sync_w1, sync_w4, tput_w4 and drain_w4 with the
+#                     broker's --spin-us (busy-polls that long after each
+#                     message; off by default); empty or 0: skip them
 #   EXTRA=""          extra zmws variants: "ipc" (sync_w1/tput_w4 over ipc://),
 #                     "news" (pipe_w4 with job events published), "raw"
 #                     (sync_w1 and drain_w4 with --raw-worker: bench-made MDP
@@ -63,6 +66,7 @@ HARD_LIMIT_S=${HARD_LIMIT_S:-350}
 PERSIST=${PERSIST:-auto}
 BIG=${BIG:-1}
 EXTRA=${EXTRA:-}
+SPIN_US=${SPIN_US-300}
 OUT_DIR=${OUT_DIR:-$HERE}
 mkdir -p "$OUT_DIR"
 ZMWS_BIN=${ZMWS_BIN:-$ROOT/target/release/zmws}
@@ -94,7 +98,7 @@ for b in "$ZMWS_BIN" "$BENCH" "$PEER_BIN/freeport"; do
   [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
 done
 if [ "$PERSIST" = auto ]; then
-  "$ZMWS_BIN" broker --help 2>/dev/null | grep -q -- '--data-dir' && PERSIST=1 || PERSIST=0
+  case "$("$ZMWS_BIN" broker --help 2>/dev/null)" in *--data-dir*) PERSIST=1 ;; *) PERSIST=0 ;; esac
 fi
 
 # ---------------------------------------------------------------- servers
@@ -234,6 +238,13 @@ zmws_rep() { # every zmws-bench run starts its own broker on ephemeral ports
   # 1,000,000 queued jobs (filled by submit_batch, 10,000 a message): the broker's peak memory
   [ "$BIG" = 1 ] && run_one "$rep" "$BENCH" filldrain --n $((N_TPUT * 10)) --workers 4 --payload "$PAYLOAD" --no-drain \
     --batch-fill --window 10000 --broker-arg --max-queued --broker-arg $((N_TPUT * 20))
+  # the capacity-1 scenarios again with a spinning broker (--spin-us)
+  if [ -n "$SPIN_US" ] && [ "$SPIN_US" != 0 ]; then
+    run_one "$rep" "$BENCH" sync --n "$N_SYNC" --workers 1 --payload "$PAYLOAD" --spin-us "$SPIN_US"
+    run_one "$rep" "$BENCH" sync --n "$N_SYNC" --workers 4 --payload "$PAYLOAD" --spin-us "$SPIN_US"
+    run_one "$rep" "$BENCH" tput --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --spin-us "$SPIN_US"
+    run_one "$rep" "$BENCH" filldrain --n "$N_TPUT" --workers 4 --payload "$PAYLOAD" --quiet-fill --spin-us "$SPIN_US"
+  fi
   for x in $EXTRA; do
     case $x in
       ipc)

@@ -77,7 +77,10 @@ sed -n '/<!-- BEGIN minimal.c/,/<!-- END minimal.c/p' docs/C.md | sed '1,2d;$d' 
 grep -q 'int main' "$BUILD/minimal.c"
 # shellcheck disable=SC2046
 $CC -Wall -Wextra -Werror "$BUILD/minimal.c" -o "$BUILD/minimal" $(pkg-config --cflags --libs zmws)
-LD_LIBRARY_PATH="$prefix/lib" ldd "$BUILD/minimal" | grep -q "$prefix/lib/libzmws"
+# ldd to a file first: `ldd | grep -q` under pipefail fails at random when grep
+# exits on the first match and ldd then dies of SIGPIPE.
+LD_LIBRARY_PATH="$prefix/lib" ldd "$BUILD/minimal" > "$BUILD/minimal.ldd"
+grep -q "$prefix/lib/libzmws" "$BUILD/minimal.ldd"
 LD_LIBRARY_PATH="$prefix/lib" timeout 60 "$BUILD/minimal" | tee "$BUILD/minimal.out"
 grep -qx 'result: olleH' "$BUILD/minimal.out"
 $CC -Wall -Wextra -Werror "$BUILD/minimal.c" -o "$BUILD/minimal-static" -I"$prefix/include" \
