@@ -248,8 +248,17 @@ impl Client {
         body.push(service.as_bytes());
         body.extend(payloads.iter().map(|p| p.as_ref()));
         let reply = self.request("zmws.submit.batch", &body)?;
-        if reply.first().map(|f| f.as_slice()) == Some(b"200") && reply.len() == payloads.len() + 1 {
-            let ids: Option<Vec<JobId>> = reply[1..].iter().map(|f| JobId::parse(f)).collect();
+        // `["200", ids]`: the ids in one frame, 32 hex characters each.
+        if reply.first().map(|f| f.as_slice()) == Some(b"200") && reply.len() == 2 {
+            let packed = &reply[1];
+            if packed.len() != payloads.len() * 32 {
+                return Err(Error::Protocol(format!(
+                    "the broker answered a batch of {} with {} bytes of job ids",
+                    payloads.len(),
+                    packed.len()
+                )));
+            }
+            let ids: Option<Vec<JobId>> = packed.chunks_exact(32).map(JobId::parse).collect();
             if let Some(ids) = ids {
                 return Ok(ids);
             }

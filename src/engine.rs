@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
 use crate::job_table::JobTable;
-use crate::store::{JournalOp, Loaded};
+use crate::store::{JournalOp, Loaded, PackedFrames};
 use crate::protocol::{
     self, encode_client_reply, encode_job_record, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request,
     encode_worker_request_batch, hex,
@@ -221,6 +221,8 @@ impl Job {
 #[derive(Debug)]
 struct Service {
     name: Rc<str>,
+    /// The name again, shareable with the store thread.
+    journal_name: std::sync::Arc<str>,
     queue: VecDeque<JobId>,
     /// Workers with a free slot, least recently used first, with the
     /// registration number they had when queued (stale entries are skipped).
@@ -287,6 +289,9 @@ pub struct Engine {
     /// Finished jobs in finishing order, for TTL pruning and history.
     /// (finish time, job): the time is kept here so pruning needs no lookup.
     finished: VecDeque<(u64, JobId)>,
+    /// Entries of `finished` whose job was closed (`titanic.close`) since:
+    /// they do not count toward `max_finished` and are dropped when reached.
+    closed_in_finished: usize,
     next_heartbeat_ms: u64,
     /// Changes for the durable store, drained by the I/O layer each turn.
     journal: Vec<JournalOp>,
@@ -334,6 +339,7 @@ impl Engine {
             queued_total: 0,
             deadlines: VecDeque::new(),
             finished: VecDeque::new(),
+            closed_in_finished: 0,
             next_heartbeat_ms: now_ms + hb,
             journal: Vec::new(),
             uniques: HashMap::new(),
@@ -429,7 +435,7 @@ impl Engine {
             }
             b"zmws.submit.batch" => match self.submit_batch(body, now, out) {
                 Ok(ids) => {
-                    let first = ids.get(1).and_then(|f| JobId::parse(f));
+                    let first = ids.get(1).and_then(|f| JobId::parse(f.get(..32)?));
                     match first {
                         Some(job) if self.config.persist => {
                             let refused = err_body("503", "the job store refused the write");
@@ -495,7 +501,11 @@ impl Engine {
                 // RFC 9: forget the request and its reply; idempotent, always 200.
                 if let Some(id) = JobId::parse(&body[0]) {
                     let _ = self.cancel(id, now, out);
-                    self.forget(id);
+                    // Finished now, so its id is in `finished`: that entry
+                    // no longer counts toward `max_finished`.
+                    if self.forget(id) {
+                        self.closed_in_finished += 1;
+                    }
                 }
                 reply(out, vec![b"200".to_vec()])
             }
@@ -609,22 +619,42 @@ impl Engine {
         if size > self.config.max_payload {
             return Err(("413", format!("payload of {size} bytes is over the limit of {} bytes", self.config.max_payload)));
         }
+        let payload = if payload.is_empty() { vec![Vec::new()] } else { payload };
+        let (packed, multi) = pack_frames(payload);
+        let id = self.enqueue_packed(si, packed, multi, waiter, unique_key, now, out)?;
+        Ok((id, si))
+    }
+
+    /// Queues a job whose payload is packed already (see [`pack_frames`]);
+    /// its size was checked by the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_packed(
+        &mut self,
+        si: usize,
+        packed: Box<[u8]>,
+        multi: bool,
+        waiter: Option<Waiter>,
+        unique_key: Option<Box<str>>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<JobId, (&'static str, String)> {
         if self.queued_total >= self.config.max_queued {
             return Err(("503", format!("queue full: {} jobs are already waiting", self.queued_total)));
         }
         let id = JobId::generate(now);
-        let payload = if payload.is_empty() { vec![Vec::new()] } else { payload };
         let durable = self.config.persist && waiter.is_none();
         if durable {
             self.journal.push(JournalOp::Insert {
                 id,
-                service: self.services[si].name.to_string(),
-                payload: payload.clone(),
+                service: self.services[si].journal_name.clone(),
+                payload: PackedFrames {
+                    nframes: if multi { frame_slices(&packed, true).len() as u32 } else { 1 },
+                    data: packed.clone(),
+                },
                 created_ms: now,
                 unique_key: unique_key.as_deref().map(str::to_string),
             });
         }
-        let (packed, multi) = pack_frames(payload);
         let extra = if waiter.is_some() || unique_key.is_some() {
             Some(Box::new(JobExtra { waiter, unique_key, ..Default::default() }))
         } else {
@@ -649,11 +679,12 @@ impl Engine {
         svc.stats.submitted += 1;
         self.queued_total += 1;
         self.event(out, "queued", id, si, 0, None);
-        Ok((id, si))
+        Ok(id)
     }
 
     /// `zmws.submit.batch [service, payload, payload…]`: one async job per
-    /// payload frame, all accepted or all refused. Reply `["200", id…]`.
+    /// payload frame, all accepted or all refused. Reply `["200", ids]`, the
+    /// ids packed in one frame (32 hex characters each, in payload order).
     fn submit_batch(&mut self, mut body: Vec<Frame>, now: u64, out: &mut Vec<Output>) -> Result<Vec<Frame>, (&'static str, String)> {
         if body.len() < 2 || body[0].is_empty() {
             return Err(("400", "zmws.submit.batch needs [service, payload, payload...]".into()));
@@ -678,14 +709,14 @@ impl Engine {
             }
         }
         body.remove(0);
-        let mut ids = Vec::with_capacity(n + 1);
-        ids.push(b"200".to_vec());
+        // All ids in one frame: 32 hex characters each, no separator.
+        let mut ids = Vec::with_capacity(n * 32);
         for payload in body {
-            let (id, _) = self.enqueue_at(si, vec![payload], None, None, now, out)?;
-            ids.push(id.to_hex().to_vec());
+            let id = self.enqueue_packed(si, payload.into_boxed_slice(), false, None, None, now, out)?;
+            ids.extend_from_slice(&id.to_hex());
         }
         self.dispatch(si, now, out);
-        Ok(ids)
+        Ok(vec![b"200".to_vec(), ids])
     }
 
     fn lookup(&self, text: &[u8]) -> Option<(JobId, &Job)> {
@@ -1049,18 +1080,22 @@ impl Engine {
 
     fn prune_finished(&mut self, now: u64) {
         while let Some(&(finished_ms, id)) = self.finished.front() {
-            let expired =
-                self.finished.len() > self.config.max_finished || now.saturating_sub(finished_ms) >= self.config.result_ttl_ms;
+            let kept = self.finished.len() - self.closed_in_finished.min(self.finished.len());
+            let expired = kept > self.config.max_finished || now.saturating_sub(finished_ms) >= self.config.result_ttl_ms;
             if !expired {
                 break;
             }
             self.finished.pop_front();
-            self.forget(id);
+            if !self.forget(id) {
+                // Closed before it expired: one closed entry fewer.
+                self.closed_in_finished = self.closed_in_finished.saturating_sub(1);
+            }
         }
     }
 
-    /// Drops a job record (and its idempotency key and stored row).
-    fn forget(&mut self, id: JobId) {
+    /// Drops a job record (and its idempotency key and stored row); false
+    /// if there was none.
+    fn forget(&mut self, id: JobId) -> bool {
         if let Some(job) = self.jobs.remove(&id) {
             if let Some(k) = job.extra.and_then(|x| x.unique_key) {
                 if self.uniques.get(&k) == Some(&id) {
@@ -1070,7 +1105,9 @@ impl Engine {
             if job.flags & DURABLE != 0 {
                 self.journal.push(JournalOp::Delete { id });
             }
+            return true;
         }
+        false
     }
 
     /// Pairs queued jobs of service `si` with its idle workers. A worker
@@ -1218,23 +1255,32 @@ impl Engine {
                 lost.insert(*id);
             }
         }
+        let why = self.store_error.as_deref().unwrap_or_default();
         for o in out.iter_mut() {
             if let Output::Durable { job, ok, refused } = o {
                 if lost.contains(job) {
+                    // The refusal's last frame is its message: name the cause.
+                    if let Some(message) = refused.last_mut() {
+                        *message = format!("the job store refused the write: {why}").into_bytes();
+                    }
                     *ok = std::mem::take(refused);
                 }
             }
         }
         for id in lost {
+            let mut in_finished = false;
             if let Some(j) = self.jobs.get_mut(&id) {
                 if j.state == JobState::Queued {
                     self.queued_total -= 1;
                 }
+                in_finished = j.state.is_final();
                 // Final and not durable: a worker's reply is ignored, nothing is journaled.
                 j.state = JobState::Failed;
                 j.flags &= !DURABLE;
             }
-            self.forget(id);
+            if self.forget(id) && in_finished {
+                self.closed_in_finished += 1;
+            }
         }
         self.journal.clear();
     }
@@ -1322,6 +1368,7 @@ impl Engine {
         }
         self.services.push(Service {
             name: Rc::from(printable(name).as_str()),
+            journal_name: std::sync::Arc::from(printable(name).as_str()),
             queue: VecDeque::new(),
             idle: VecDeque::new(),
             live_workers: 0,

@@ -2,6 +2,7 @@
 //! read the frames it wants sent.
 
 use crate::engine::{Engine, EngineConfig, Output, Socket};
+use crate::job::JobId;
 use crate::protocol::{decode_client, decode_worker, Frame};
 
 fn f(s: &str) -> Frame {
@@ -217,7 +218,9 @@ fn persisted_submit_is_acked_only_through_the_journal() {
         Output::Durable { ok, .. } => Some(ok.clone()),
         _ => None,
     });
-    assert_eq!(refused.unwrap()[4], f("503"));
+    let refused = refused.unwrap();
+    assert_eq!(refused[4], f("503"));
+    assert_eq!(refused[5], f("the job store refused the write: disk full"), "the refusal names the cause");
     assert_eq!(e.queued(), 0);
     let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), f("y")]).unwrap();
     let mut out2 = Vec::new();
@@ -314,14 +317,17 @@ fn batch_worker_gets_its_free_slots_in_one_message_and_refills_per_reply_batch()
     let acks = h.take(Socket::Client);
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0][4], f("200"));
-    assert_eq!(acks[0].len(), 5 + 6, "one id per payload");
+    assert_eq!(acks[0].len(), 6, "[200, ids]");
+    assert_eq!(acks[0][5].len(), 6 * 32, "the ids packed in one frame, 32 hex characters each");
+    let ids: Vec<Frame> = acks[0][5].chunks(32).map(<[u8]>::to_vec).collect();
+    assert!(ids.iter().all(|id| JobId::parse(id).is_some()));
     let sent = h.take(Socket::Worker);
     assert_eq!(sent.len(), 1, "one REQUEST_BATCH, not one REQUEST per job");
     let recs = batch_records(&sent[0]);
     assert_eq!(recs.len(), 4, "capacity 4");
     assert_eq!(recs.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), vec![f("p0"), f("p1"), f("p2"), f("p3")]);
     assert!(recs.iter().all(|r| r.1 == 1), "first attempt");
-    assert_eq!(recs[0].0, acks[0][5], "ids in submit order");
+    assert_eq!(recs.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), ids[..4], "ids in submit order");
     // Two answers free two slots: the last two jobs follow in one message.
     reply_batch(&mut h, "w1", &[(recs[0].0.clone(), "r0"), (recs[1].0.clone(), "r1")]);
     let sent = h.take(Socket::Worker);
@@ -378,9 +384,46 @@ fn submit_batch_is_all_or_nothing() {
     assert_eq!(h.e.queued(), 0, "nothing of a refused batch was kept");
     // Plain (non-batch) workers get one REQUEST per job.
     h.client(batch("echo", &["1", "2"]));
-    assert_eq!(h.take(Socket::Client)[0].len(), 5 + 2);
+    let ack = h.take(Socket::Client);
+    assert_eq!((ack[0].len(), ack[0][5].len()), (6, 2 * 32));
     let sent = h.take(Socket::Worker);
     assert_eq!(sent.len(), 1, "capacity 1: one job out, one queued");
     assert_eq!(sent[0][2], vec![crate::protocol::W_REQUEST]);
     assert_eq!(h.e.queued(), 1);
+}
+
+#[test]
+fn a_closed_job_no_longer_counts_toward_max_finished() {
+    let mut h = Harness::new();
+    h.e = Engine::new(EngineConfig { max_finished: 2, ..cfg() }, h.now);
+    h.ready("w1", "s");
+    let run = |h: &mut Harness, p: &str| -> Frame {
+        h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s"), f(p)]);
+        let id = h.take(Socket::Client).remove(0)[4].clone();
+        let req = h.take(Socket::Worker).remove(0);
+        h.worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f(p)]);
+        h.take(Socket::Client);
+        h.take(Socket::Worker);
+        id
+    };
+    let result = |h: &mut Harness, id: &Frame| {
+        h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.result"), id.clone()]);
+        h.take(Socket::Client).remove(0)[4].clone()
+    };
+    let a = run(&mut h, "a");
+    let b = run(&mut h, "b");
+    // Titanic closes b: it is forgotten at once.
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("titanic.close"), b.clone()]);
+    assert_eq!(h.take(Socket::Client).remove(0)[4], f("200"));
+    assert_eq!(result(&mut h, &b), f("404"), "closed");
+    // Two results are kept: a and c. b's old entry must not push a out.
+    let c = run(&mut h, "c");
+    assert_eq!(result(&mut h, &a), f("200"));
+    assert_eq!(result(&mut h, &c), f("200"));
+    // Each further job pushes out the oldest kept one.
+    let d = run(&mut h, "d");
+    assert_eq!(result(&mut h, &a), f("404"));
+    let e = run(&mut h, "e");
+    assert_eq!(result(&mut h, &c), f("404"));
+    assert_eq!((result(&mut h, &d), result(&mut h, &e)), (f("200"), f("200")));
 }

@@ -21,6 +21,23 @@ struct IdState {
     seq: u16,
 }
 
+/// The value of every hex digit byte; 0x80 marks a byte that is not one.
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 static ID_STATE: once_cell::sync::Lazy<Mutex<IdState>> = once_cell::sync::Lazy::new(|| {
     Mutex::new(IdState { rng: StdRng::from_entropy(), last_ms: 0, seq: 0 })
 });
@@ -55,20 +72,17 @@ impl JobId {
 
     /// Parses 32 hex characters (either case).
     pub fn parse(text: &[u8]) -> Option<JobId> {
-        if text.len() != 32 {
-            return None;
+        let text: &[u8; 32] = text.try_into().ok()?;
+        // Table lookups into two u64 halves, validity checked once at the
+        // end: this runs for every job in the client, broker and worker.
+        let (mut hi, mut lo, mut bad) = (0u64, 0u64, 0u8);
+        for i in 0..16 {
+            let (a, b) = (HEX_VALUE[text[i] as usize], HEX_VALUE[text[i + 16] as usize]);
+            bad |= a | b;
+            hi = (hi << 4) | (a & 15) as u64;
+            lo = (lo << 4) | (b & 15) as u64;
         }
-        let mut v: u128 = 0;
-        for &c in text {
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                b'A'..=b'F' => c - b'A' + 10,
-                _ => return None,
-            };
-            v = (v << 4) | d as u128;
-        }
-        Some(JobId(v))
+        (bad & 0x80 == 0).then_some(JobId(((hi as u128) << 64) | lo as u128))
     }
 
     /// Writes the 32-character lowercase hex form into a fixed buffer.
@@ -98,6 +112,28 @@ impl FromStr for JobId {
             .ok_or_else(|| Error::InvalidArgument(format!("'{s}' is not a job id (32 hex characters)")))
     }
 }
+
+/// A hasher for maps keyed by [`JobId`]: the ids' last 64 bits are random
+/// (chosen by the broker), so hashing them again would only cost time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64; // the random half of a zmws job id
+    }
+}
+
+/// `BuildHasher` of [`IdHasher`], for `HashMap<JobId, _, IdHash>`.
+pub(crate) type IdHash = std::hash::BuildHasherDefault<IdHasher>;
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -233,5 +269,24 @@ mod tests {
         assert_eq!(a.created_ms(), 1_700_000_000_000);
         assert!(JobId::parse(b"xyz").is_none());
         assert!(JobId::parse(&[b'g'; 32]).is_none());
+    }
+
+    #[test]
+    fn parse_takes_either_case_and_refuses_any_other_byte() {
+        let id = JobId(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(JobId::parse(b"0123456789abcdeffedcba9876543210"), Some(id));
+        assert_eq!(JobId::parse(b"0123456789ABCDEFFEDCBA9876543210"), Some(id));
+        for pos in [0, 15, 16, 31] {
+            for bad in [b'g', b'G', b'/', b':', b'@', b'`', b' ', 0u8, 0xff, 0x80 | b'1'] {
+                let mut text = *b"0123456789abcdeffedcba9876543210";
+                text[pos] = bad;
+                assert_eq!(JobId::parse(&text), None, "byte {bad:#x} at {pos}");
+            }
+        }
+        assert_eq!(JobId::parse(&[b'0'; 31]), None);
+        assert_eq!(JobId::parse(&[b'0'; 33]), None);
+        let max = [b'f'; 32];
+        assert_eq!(JobId::parse(&max), Some(JobId(u128::MAX)));
+        assert_eq!(JobId::parse(&id.to_hex()), Some(id));
     }
 }

@@ -26,7 +26,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::client::split_endpoints;
 use crate::error::{Error, Result};
-use crate::job::JobId;
+use crate::job::{IdHash, JobId};
 use crate::protocol::{
     self, outcome, Frame, MDPW02, READY_EXTENSION_PREFIX, W_DISCONNECT_OR_HEARTBEAT, W_DISCONNECT_V2, W_FAIL,
     W_HEARTBEAT_OR_FINAL, W_READY, W_REPLY_BATCH, W_REPLY_OR_PARTIAL, W_REQUEST, W_REQUEST_BATCH,
@@ -190,6 +190,7 @@ impl Worker {
             next_heartbeat: now,
             reconnect_at: now,
             last_activity: now,
+            active: false,
         };
         conn.ensure_connected(now);
         let shared = Arc::new(Shared {
@@ -242,11 +243,18 @@ impl Worker {
 
     /// Waits up to `timeout` for a job, an idle spell, or nothing.
     pub fn next_event(&self, timeout: Duration) -> Result<WorkerEvent> {
-        let deadline = crate::deadline_after(timeout);
+        self.next_event_within(&mut Wait::For(timeout))
+    }
+
+    fn next_event_within(&self, wait: &mut Wait) -> Result<WorkerEvent> {
         let idle_span = Duration::from_millis(self.config.heartbeat_ms * self.config.idle_after.max(1) as u64);
         // Another thread may be waiting here already: wait for it within our own timeout.
-        let Some(mut conn) = self.shared.conn.try_lock_until(deadline) else {
-            return Ok(WorkerEvent::Timeout);
+        let mut conn = match self.shared.conn.try_lock() {
+            Some(c) => c,
+            None => match self.shared.conn.try_lock_until(wait.deadline()) {
+                Some(c) => c,
+                None => return Ok(WorkerEvent::Timeout),
+            },
         };
         loop {
             if self.stop.is_stopped() {
@@ -255,13 +263,20 @@ impl Worker {
             if self.shared.shutdown.load(Ordering::SeqCst) {
                 return Err(Error::Closed("worker connection is closed".into()));
             }
-            let now = Instant::now();
             if let Some(job) = conn.pending.pop_front() {
                 if conn.pending.is_empty() {
                     conn.flush_outbox();
                 }
-                conn.last_activity = now;
+                conn.active = true;
                 return Ok(WorkerEvent::Job(job));
+            }
+            let now = Instant::now();
+            if conn.active {
+                // A job was taken or answered since the last look at the
+                // clock: the idle spell starts now (one clock read per
+                // wait rather than two per job).
+                conn.active = false;
+                conn.last_activity = now;
             }
             if now.duration_since(conn.last_activity) >= idle_span {
                 conn.last_activity = now;
@@ -271,6 +286,7 @@ impl Worker {
             if !conn.pending.is_empty() {
                 continue;
             }
+            let deadline = wait.deadline();
             if now >= deadline {
                 return Ok(WorkerEvent::Timeout);
             }
@@ -298,9 +314,9 @@ impl Worker {
 
     /// Waits up to `timeout` for a job; `None` when none came (idle spells are skipped).
     pub fn next_job(&self, timeout: Duration) -> Result<Option<Job>> {
-        let deadline = crate::deadline_after(timeout);
+        let mut wait = Wait::For(timeout);
         loop {
-            match self.next_event(deadline.saturating_duration_since(Instant::now()))? {
+            match self.next_event_within(&mut wait)? {
                 WorkerEvent::Job(j) => return Ok(Some(j)),
                 WorkerEvent::Timeout => return Ok(None),
                 WorkerEvent::Idle => continue,
@@ -447,26 +463,46 @@ fn keep(shared: Arc<Shared>, tick: Duration) {
     }
 }
 
-/// The held-jobs map's hasher: its keys are job ids chosen by the broker,
-/// random in their last 64 bits, so hashing them again would only cost time.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+/// Reads the parts of one message into `parts` (emptied first) without
+/// waiting; false when none is there.
+fn recv_parts(socket: &zmq::Socket, parts: &mut Vec<zmq::Message>) -> bool {
+    parts.clear();
+    loop {
+        match socket.recv_msg(zmq::DONTWAIT) {
+            Ok(part) => {
+                let more = part.get_more();
+                parts.push(part);
+                if !more {
+                    return true;
+                }
+            }
+            // The parts of a message arrive together: an error here means
+            // there was no message (or the socket is going away).
+            Err(_) => return !parts.is_empty(),
         }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 ^= v as u64; // the random half of a zmws job id
     }
 }
 
-type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+/// How long `next_event` may wait. The clock is read only once the call
+/// has to wait: a job already received is handed out without a clock read.
+enum Wait {
+    For(Duration),
+    Until(Instant),
+}
+
+impl Wait {
+    /// The deadline, fixed at the first call.
+    fn deadline(&mut self) -> Instant {
+        match *self {
+            Wait::Until(t) => t,
+            Wait::For(d) => {
+                let t = crate::deadline_after(d);
+                *self = Wait::Until(t);
+                t
+            }
+        }
+    }
+}
 
 /// Where a held job came from.
 #[derive(Clone, Copy)]
@@ -502,6 +538,8 @@ struct Connection {
     reconnect_at: Instant,
     /// When a job was last taken or answered (for `Idle`).
     last_activity: Instant,
+    /// A job was taken or answered since `last_activity` was last set.
+    active: bool,
 }
 
 fn worker_frames(cmd: u8, rest: Vec<Frame>) -> Vec<Frame> {
@@ -629,17 +667,22 @@ impl Connection {
 
     /// Reads everything the broker has sent.
     fn receive(&mut self, now: Instant) {
+        // The parts are read as libzmq messages, not copied into vectors: a
+        // REQUEST_BATCH is decoded where libzmq received it.
+        let mut frames: Vec<zmq::Message> = Vec::with_capacity(4);
         loop {
             let Some(socket) = &self.socket else { return };
-            let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) else { return };
+            if !recv_parts(socket, &mut frames) {
+                return;
+            }
             self.heard = now;
-            if frames.len() < 2 || frames[0] != MDPW02 || frames[1].len() != 1 {
+            if frames.len() < 2 || &frames[0][..] != MDPW02 || frames[1].len() != 1 {
                 continue;
             }
             match frames[1][0] {
-                W_REQUEST => self.take_request(frames),
+                W_REQUEST => self.take_request(frames.iter().map(|m| m.to_vec()).collect()),
                 W_REQUEST_BATCH => {
-                    let records = frames.get(2).map(|f| f.as_slice()).unwrap_or_default();
+                    let records = frames.get(2).map(|f| &f[..]).unwrap_or_default();
                     let Some(jobs) = protocol::decode_job_records(records) else {
                         tracing::warn!("malformed REQUEST_BATCH from the broker: ignored");
                         continue;
@@ -695,7 +738,7 @@ impl Connection {
     /// Returns true when this outcome starts a held-back batch.
     fn answer(&mut self, job: JobId, kind: u8, data: &[u8]) -> bool {
         let Some(held) = self.held.remove(&job) else { return false };
-        self.last_activity = Instant::now();
+        self.active = true;
         let hex = job.to_hex();
         let id = &hex[..];
         if held.generation != self.generation || self.socket.is_none() {
@@ -740,7 +783,9 @@ impl Connection {
         if self.outbox_jobs == 0 {
             return;
         }
-        let records = std::mem::take(&mut self.outbox);
+        // The next batch is likely as large: start it at this one's size.
+        let next = Vec::with_capacity(self.outbox.len());
+        let records = std::mem::replace(&mut self.outbox, next);
         self.outbox_jobs = 0;
         self.send(worker_frames(W_REPLY_BATCH, vec![records]));
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-use zmws::{Error, JobList, JobState, WorkerConfig};
+use zmws::{BrokerConfig, Error, JobList, JobState, WorkerConfig};
 
 fn echo_upper(job: &zmws::Job) -> Result<Vec<u8>, String> {
     Ok(job.payload.to_ascii_uppercase())
@@ -757,4 +757,21 @@ fn submit_batch_queues_all_and_a_batched_answer_is_not_held_behind_a_long_job() 
         assert_eq!(r, want);
     }
     w.close();
+}
+
+#[test]
+fn a_spinning_broker_serves_calls_and_batches_alike() {
+    let b = start_broker(BrokerConfig { spin_us: 300, ..config() });
+    let _w = b.spawn_worker("upper", echo_upper);
+    let mut c = b.client();
+    wait_workers(&mut c, "upper", 1);
+    for i in 0..200 {
+        let p = format!("spin {i}");
+        assert_eq!(c.call("upper", p.as_bytes(), LONG).unwrap(), p.to_uppercase().as_bytes());
+    }
+    let ids = c.submit_batch("upper", &["x", "y"]).expect("batch");
+    for (id, want) in ids.iter().zip(["X", "Y"]) {
+        let got = eventually("batched result", LONG, || c.result(&id.to_string()).ok());
+        assert_eq!(got, want.as_bytes());
+    }
 }
