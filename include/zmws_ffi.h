@@ -71,6 +71,8 @@ int zmws_broker_set_data_dir(struct zmws_broker *broker, const char *path);
 
 int zmws_broker_set_hwm(struct zmws_broker *broker, int hwm);
 
+int zmws_broker_set_spin_us(struct zmws_broker *broker, uint32_t spin_us);
+
 int zmws_broker_start(struct zmws_broker *broker);
 
 int zmws_broker_stop(struct zmws_broker *broker);

@@ -153,6 +153,7 @@ struct RawBroker {
     max_finished: S<u64>,
     history: S<u64>,
     hwm: S<u32>,
+    spin_us: S<u32>,
     data_dir: S<String>,
     persist: S<bool>,
 }
@@ -233,6 +234,8 @@ pub struct BrokerSection {
     pub engine: EngineConfig,
     /// ROUTER high-water mark.
     pub hwm: i32,
+    /// Busy-poll time after each message, µs (see [`BrokerConfig::spin_us`]).
+    pub spin_us: u32,
     /// Directory of the durable job store (default `var` under `root`).
     pub data_dir: PathBuf,
     /// Whether jobs are journaled to `data_dir` (false: memory only).
@@ -250,6 +253,7 @@ impl Default for BrokerSection {
             news_endpoint: b.news_endpoint,
             engine: b.engine,
             hwm: b.hwm,
+            spin_us: b.spin_us,
             data_dir: PathBuf::from("var"),
             persist: true,
         }
@@ -266,6 +270,7 @@ impl BrokerSection {
             hwm: self.hwm,
             engine: self.engine.clone(),
             data_dir: self.persist.then(|| self.data_dir.clone()),
+            spin_us: self.spin_us,
         }
     }
 }
@@ -622,6 +627,7 @@ impl Config {
         e.max_finished = num(&ctx, &b.max_finished, d.max_finished as u64, 0, u32::MAX as u64 * 16, "max_finished")? as usize;
         e.history_len = num(&ctx, &b.history, d.history_len as u64, 0, 1_000_000, "history")? as usize;
         broker.hwm = num(&ctx, &b.hwm, broker.hwm as u32, 1, i32::MAX as u32, "hwm")? as i32;
+        broker.spin_us = num(&ctx, &b.spin_us, broker.spin_us, 0, crate::broker::MAX_SPIN_US, "spin_us")?;
         if let Some(dd) = &b.data_dir {
             if dd.get_ref().trim().is_empty() {
                 return Err(ctx.err(dd, "data_dir must not be empty (leave it out instead)"));
@@ -820,6 +826,7 @@ client_endpoint = "tcp://0.0.0.0:6000"
 worker_endpoint = "tcp://127.0.0.1:6001"
 news_endpoint = ""
 heartbeat_ms = 250
+spin_us = 300
 data_dir = "var/zmws"
 [http]
 endpoint = "127.0.0.1:6080"
@@ -837,6 +844,9 @@ env = { A = "1", B = 2 }
         .unwrap();
         assert_eq!(c.broker.news_endpoint, None);
         assert_eq!(c.broker.engine.heartbeat_ms, 250);
+        assert_eq!((c.broker.spin_us, c.broker.to_broker_config().spin_us), (300, 300));
+        assert_eq!(parse("").unwrap().broker.spin_us, 0, "off by default");
+        assert!(parse("[broker]\nspin_us = 10001\n").unwrap_err().to_string().contains("spin_us"));
         assert_eq!(c.client_endpoint(), "tcp://127.0.0.1:6000");
         assert_eq!(c.http.token.as_deref(), Some("s3cret"));
         let w = &c.workers[0];

@@ -176,6 +176,10 @@ struct BrokerArgs {
     /// Length of the history listing [default: 100].
     #[arg(long)]
     history: Option<usize>,
+    /// Keep polling this many µs after each message before sleeping
+    /// (0: never; lower latency for CPU time) [default: 0, at most 10000].
+    #[arg(long)]
+    spin_us: Option<u32>,
     /// Directory of the durable job store (SQLite) [default: ./var].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -507,6 +511,12 @@ fn run_broker(a: BrokerArgs) -> Result<(), Error> {
     }
     if let Some(v) = a.history {
         e.history_len = v;
+    }
+    if let Some(v) = a.spin_us {
+        if v > zmws::broker::MAX_SPIN_US {
+            return Err(zmws::Error::InvalidArgument(format!("--spin-us must be at most {}", zmws::broker::MAX_SPIN_US)));
+        }
+        b.spin_us = v;
     }
     if let Some(d) = a.data_dir {
         b.data_dir = d;

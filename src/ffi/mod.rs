@@ -393,8 +393,8 @@ pub extern "C" fn zmws_version() -> *const c_char {
 /// thread has its own last error, so this is thread-safe.
 #[no_mangle]
 pub extern "C" fn zmws_last_error() -> *const c_char {
-    ffi_guard_quiet!(b"\0".as_ptr() as *const c_char, {
-        LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(b"\0".as_ptr() as *const c_char)
+    ffi_guard_quiet!(c"".as_ptr(), {
+        LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr())
     })
 }
 
@@ -403,7 +403,7 @@ pub extern "C" fn zmws_last_error() -> *const c_char {
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn zmws_code_name(code: c_int) -> *const c_char {
-    ffi_guard_quiet!(b"ZMWS_UNKNOWN\0".as_ptr() as *const c_char, { code_name_nul(code).as_ptr() as *const c_char })
+    ffi_guard_quiet!(c"ZMWS_UNKNOWN".as_ptr(), { code_name_nul(code).as_ptr() as *const c_char })
 }
 
 /// Frees a string the library handed out (job ids, JSON documents,

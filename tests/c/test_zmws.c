@@ -217,6 +217,8 @@ static bool test_broker_lifecycle(void) {
     CHECK_RC(zmws_broker_set_hwm(b, -1), ZMWS_INVALID_ARGUMENT);
     CHECK_RC(zmws_broker_set_job_timeout_ms(b, UINT64_MAX), ZMWS_INVALID_ARGUMENT);
     CHECK_RC(zmws_broker_set_max_payload(b, SIZE_MAX), ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_broker_set_spin_us(b, 10001), ZMWS_INVALID_ARGUMENT);
+    CHECK_RC(zmws_broker_set_spin_us(NULL, 100), ZMWS_INVALID_ARGUMENT);
     CHECK_OK(zmws_broker_set_heartbeat_ms(b, 250));
     CHECK_OK(zmws_broker_set_liveness(b, 4));
     CHECK_OK(zmws_broker_set_job_timeout_ms(b, 30000));
@@ -258,6 +260,7 @@ static bool test_broker_lifecycle(void) {
     CHECK_OK(zmws_broker_set_worker_endpoint(b, "tcp://127.0.0.1:*"));
     CHECK_OK(zmws_broker_set_news_endpoint(b, NULL));
     CHECK_OK(zmws_broker_set_data_dir(b, store));
+    CHECK_OK(zmws_broker_set_spin_us(b, 200)); /* a spinning broker serves the same */
     CHECK_OK(zmws_broker_start(b));
     zmws_worker *w = NULL;
     zmws_client *c = NULL;

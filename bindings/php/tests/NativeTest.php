@@ -137,6 +137,26 @@ final class NativeTest extends TestCase
         $this->assertFalse($a->isRunning());
     }
 
+    public function testBrokerSpinUsIsCheckedAndASpinningBrokerAnswers(): void
+    {
+        foreach ([10001, 4294967297, -1, 'x'] as $bad) {
+            try {
+                new Broker(['spin_us' => $bad]);
+                $this->fail("spin_us $bad must be refused");
+            } catch (InvalidArgumentException $e) {
+                $this->assertSame(Native::INVALID_ARGUMENT, $e->getCode());
+                $this->assertStringContainsString('spin_us', $e->getMessage());
+            }
+        }
+        $broker = (new Broker(['client_endpoint' => 'tcp://127.0.0.1:*', 'worker_endpoint' => 'tcp://127.0.0.1:*', 'news_endpoint' => null, 'spin_us' => 300]))->start();
+        $client = new Client($broker->clientEndpoint(), 2000);
+        for ($i = 0; $i < 20; $i++) {
+            $this->assertSame([], $client->workers());
+        }
+        $client->close();
+        $broker->stop();
+    }
+
     public function testBrokerWithADurableStore(): void
     {
         $dir = sys_get_temp_dir() . '/zmws-php-store-' . getmypid() . '-' . bin2hex(random_bytes(4));

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use zmws::{Broker, BrokerConfig, BrokerHandle, Endpoints};
 
 use crate::convert::{guard, SLICE};
-use crate::errors::to_py;
+use crate::errors::{invalid, to_py};
 use crate::exit::released;
 
 /// A zmws broker. `start()` binds its sockets (and opens the durable job
@@ -55,9 +55,10 @@ impl PyBroker {
         list_limit = None,
         hwm = None,
         data_dir = None,
+        spin_us = None,
     ))]
     #[pyo3(
-        text_signature = "(client_endpoint='tcp://127.0.0.1:5555', worker_endpoint='tcp://127.0.0.1:5556', news_endpoint='tcp://127.0.0.1:5557', *, heartbeat_ms=None, liveness=None, job_timeout_ms=None, max_attempts=None, result_ttl_ms=None, max_finished=None, history_len=None, max_payload=None, max_queued=None, max_workers_per_service=None, list_limit=None, hwm=None, data_dir=None)"
+        text_signature = "(client_endpoint='tcp://127.0.0.1:5555', worker_endpoint='tcp://127.0.0.1:5556', news_endpoint='tcp://127.0.0.1:5557', *, heartbeat_ms=None, liveness=None, job_timeout_ms=None, max_attempts=None, result_ttl_ms=None, max_finished=None, history_len=None, max_payload=None, max_queued=None, max_workers_per_service=None, list_limit=None, hwm=None, data_dir=None, spin_us=None)"
     )]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -77,7 +78,8 @@ impl PyBroker {
         list_limit: Option<usize>,
         hwm: Option<i32>,
         data_dir: Option<std::path::PathBuf>,
-    ) -> PyBroker {
+        spin_us: Option<u32>,
+    ) -> PyResult<PyBroker> {
         let mut config = BrokerConfig { client_endpoint, worker_endpoint, news_endpoint, ..BrokerConfig::default() };
         let e = &mut config.engine;
         if let Some(v) = heartbeat_ms {
@@ -117,7 +119,13 @@ impl PyBroker {
             config.hwm = v;
         }
         config.data_dir = data_dir;
-        PyBroker { config, running: Mutex::new(None) }
+        if let Some(v) = spin_us {
+            if v > zmws::broker::MAX_SPIN_US {
+                return Err(invalid(format!("spin_us must be at most {}", zmws::broker::MAX_SPIN_US)));
+            }
+            config.spin_us = v;
+        }
+        Ok(PyBroker { config, running: Mutex::new(None) })
     }
 
     /// Binds the sockets and starts the broker thread. Does nothing if it

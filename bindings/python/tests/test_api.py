@@ -73,6 +73,25 @@ def test_broker_max_attempts():
         assert len(attempts) == 2 and attempts[0] == attempts[1]
 
 
+def test_broker_spin_us_serves_calls_and_refuses_a_too_long_spin():
+    with pytest.raises(zmws.InvalidArgument, match="spin_us must be at most 10000"):
+        zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, spin_us=10_001)
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None,
+                     heartbeat_ms=HEARTBEAT_MS, spin_us=300) as b:
+        w = zmws.Worker(b.worker_endpoint, service="spun", heartbeat_ms=HEARTBEAT_MS,
+                        work=lambda job_id, param: param[::-1])
+        t = threading.Thread(target=w.run, daemon=True)
+        t.start()
+        try:
+            wait_registered(b, "spun")
+            with zmws.Client(b.client_endpoint) as c:
+                for i in range(20):
+                    assert c.call("spun", b"ab%d" % i, timeout=10) == (b"ab%d" % i)[::-1]
+        finally:
+            w.stop()
+            t.join(timeout=5)
+
+
 def test_client_arguments(broker):
     with pytest.raises(zmws.InvalidArgument):
         zmws.Client([])
