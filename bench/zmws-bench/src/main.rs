@@ -101,7 +101,7 @@ fn run(args: Vec<String>) -> Res<()> {
 
 fn usage() -> String {
     "usage: zmws-bench sync|tput|pipe|pipecall|filldrain [--n N] [--workers W] [--payload B] [--capacity C] [--window J] \
-     [--zmws PATH] [--transport tcp|ipc] [--persist] [--news] [--quiet-fill] [--no-drain] [--raw-worker] \
+     [--zmws PATH] [--transport tcp|ipc] [--persist] [--news] [--quiet-fill] [--no-drain] [--raw-worker] [--spin-us US] \
      [--broker-arg ARG]... | report RAWFILE"
         .to_string()
 }
@@ -123,6 +123,8 @@ struct Opts {
     no_drain: bool,
     batch_fill: bool,
     broker_args: Vec<String>,
+    /// The broker's `--spin-us` (0: the default, no spinning).
+    spin_us: u64,
     wait: Duration,
 }
 
@@ -145,6 +147,7 @@ impl Opts {
             no_drain: false,
             batch_fill: false,
             broker_args: Vec::new(),
+            spin_us: 0,
             wait: Duration::from_secs_f64(
                 std::env::var("BENCH_WAIT_S")
                     .ok()
@@ -185,6 +188,7 @@ impl Opts {
                 "--no-drain" => o.no_drain = true,
                 "--batch-fill" => o.batch_fill = true,
                 "--broker-arg" => o.broker_args.push(val(a)?),
+                "--spin-us" => o.spin_us = num(val(a)?, a)?,
                 other => return Err(format!("unknown option {other}\n{}", usage())),
             }
         }
@@ -214,6 +218,9 @@ impl Opts {
         }
         if self.batch_fill {
             s += "_batchfill";
+        }
+        if self.spin_us > 0 {
+            s += &format!("_spin{}", self.spin_us);
         }
         s
     }
@@ -498,6 +505,9 @@ impl BrokerProc {
             cmd.arg("--no-http");
         }
         cmd.args(&o.broker_args);
+        if o.spin_us > 0 {
+            cmd.args(["--spin-us", &o.spin_us.to_string()]);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

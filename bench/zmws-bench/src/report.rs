@@ -128,6 +128,14 @@ fn base_scenario(s: &str) -> String {
     for suf in SUFFIXES {
         b = b.replace(suf, "");
     }
+    // `_spinN`: the broker's --spin-us
+    if let Some(i) = b.find("_spin") {
+        let rest = &b[i + 5..];
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            b = format!("{}{}", &b[..i], &rest[digits..]);
+        }
+    }
     if let Some(i) = b.find("_cap") {
         let rest = &b[i + 4..];
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
@@ -414,6 +422,28 @@ pub fn report(path: &str) -> Res<()> {
         "> 1 (ahead of both peers)",
         r.map(|r| r > 1.0),
     );
+    // The same capacity-1 targets with the broker's --spin-us (off by default).
+    let spun: Vec<String> = m
+        .order
+        .iter()
+        .filter(|(p, s)| p == "zmws" && s.contains("_spin") && !s.contains("_cap"))
+        .map(|x| x.1.clone())
+        .collect();
+    for s in &spun {
+        match base_scenario(s).as_str() {
+            "sync_w1" => {
+                let bp = best_peer(&m, &peers, "sync_w1", "p50_us", false).map(|x| x.0);
+                let r = z(s, "p50_us").zip(bp).map(|(a, b)| a / b);
+                target(&format!("{s} p50 ÷ best peer sync_w1 p50 (the aim, broker spinning)"), r, "≤ 1.00", r.map(|r| r <= 1.0));
+            }
+            base @ ("tput_w4" | "drain_w4") => {
+                let bp = best_peer(&m, &peers, base, "jobs_per_s", true).map(|x| x.0);
+                let r = z(s, "jobs_per_s").zip(bp).map(|(a, b)| a / b);
+                target(&format!("{s} jobs/s ÷ best peer {base} (broker spinning)"), r, "> 1 (ahead of both peers)", r.map(|r| r > 1.0));
+            }
+            _ => {}
+        }
+    }
     let rss_scen = m
         .order
         .iter()
@@ -463,6 +493,8 @@ mod tests {
         assert_eq!(base_scenario("pipe_w4_cap16_persist"), "pipe_w4");
         assert_eq!(base_scenario("sync_w1_ipc"), "sync_w1");
         assert_eq!(base_scenario("rss_100000_queued"), "rss_100000_queued");
+        assert_eq!(base_scenario("sync_w1_spin300"), "sync_w1");
+        assert_eq!(base_scenario("drain_w4_spin300"), "drain_w4");
     }
 
     #[test]
