@@ -665,3 +665,32 @@ fn sync_call_fails_over_to_the_next_endpoint() {
     assert!(rs.iter().all(|r| r.is_ok()), "{rs:?}");
     drop(hung);
 }
+
+/// A program started while a broker, a client and a worker are open in this
+/// process (what `zmws worker` does for every job, and what PHP's `exec()`
+/// does in a seed worker) must inherit none of libzmq's descriptors: no
+/// socket, eventfd or epoll instance. Built without its feature defines,
+/// libzmq opened every epoll instance inheritable (six of them here); the
+/// defines are set in `.cargo/config.toml`.
+#[test]
+fn programs_started_beside_open_sockets_inherit_none_of_them() {
+    let b = start_broker(quick_config());
+    let w = b.spawn_worker("FDS", |job| Ok(job.payload.clone()));
+    let mut c = b.client();
+    wait_workers(&mut c, "FDS", 1);
+    assert_eq!(c.call("FDS", b"ping", Duration::from_secs(10)).expect("round trip"), b"ping");
+    let out = Command::new("sh")
+        .args(["-c", r#"for f in /proc/$$/fd/*; do printf '%s %s\n' "$f" "$(readlink "$f")"; done"#])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("sh runs");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.lines().count() >= 2, "no fd listing from the child: {listing:?}");
+    let inherited: Vec<&str> =
+        listing.lines().filter(|l| l.contains("socket:") || l.contains("anon_inode:")).collect();
+    assert!(inherited.is_empty(), "the child inherited libzmq descriptors: {inherited:?}\nall: {listing}");
+    drop(c);
+    drop(w);
+    b.stop().expect("broker stops cleanly");
+}

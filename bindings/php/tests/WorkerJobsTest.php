@@ -35,6 +35,26 @@ final class WorkerJobsTest extends ZmwsTestCase
         $this->assertSame('dlrow ,olleH', self::$client->call(self::SERVICE, ['str' => 'Hello, world'], 10000));
     }
 
+    /**
+     * The seed's workers ran tasks with exec(): a program started so while
+     * this process holds an embedded broker and a client must inherit none
+     * of libzmq's sockets, eventfds or epoll instances (libzmws's libzmq is
+     * compiled with its close-on-exec defines, .cargo/config.toml).
+     */
+    public function testProgramsStartedWithExecInheritNoLibzmqDescriptors(): void
+    {
+        $this->assertSame('cba', self::$client->call(self::SERVICE, ['str' => 'abc'], 10000));
+        $lines = [];
+        exec('for f in /proc/$$/fd/*; do printf "%s %s\\n" "$f" "$(readlink "$f")"; done', $lines, $rc);
+        $this->assertSame(0, $rc);
+        $this->assertGreaterThanOrEqual(2, count($lines), 'no fd listing from the child');
+        $inherited = array_values(array_filter(
+            $lines,
+            static fn (string $l): bool => str_contains($l, 'socket:') || str_contains($l, 'anon_inode:')
+        ));
+        $this->assertSame([], $inherited, "the child inherited libzmq descriptors:\n" . implode("\n", $lines));
+    }
+
     public function testAsyncSubmitThenResult(): void
     {
         $id = self::$client->submit(self::SERVICE, ['str' => 'abc']);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -231,3 +232,30 @@ def test_durable_broker_keeps_jobs_across_restarts(tmp_path):
     with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs) as b:
         with zmws.Client(b.client_endpoint) as c:
             assert c.status(job_id)["state"] in ("queued", "active")
+
+
+def test_programs_started_beside_open_sockets_inherit_none_of_them(broker, client, serve):
+    """A child started with close_fds=False (as os.system or a seed worker's
+    exec does) while a broker, a client and a worker are open gets none of
+    libzmq's sockets, eventfds or epoll instances: the wheel's libzmq is
+    compiled with its close-on-exec defines."""
+
+    class Echo(zmws.Worker):
+        service = "FDS"
+
+        def work(self, job_id, param):
+            return param
+
+    serve(Echo(broker.worker_endpoint, heartbeat_ms=HEARTBEAT_MS))
+    assert client.call("FDS", b"ping", timeout=10) == b"ping"
+    listing = subprocess.run(
+        ["sh", "-c", 'for f in /proc/$$/fd/*; do printf "%s %s\\n" "$f" "$(readlink "$f")"; done'],
+        close_fds=False,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        check=True,
+        timeout=30,
+    ).stdout.decode()
+    assert len(listing.splitlines()) >= 2, listing
+    inherited = [l for l in listing.splitlines() if "socket:" in l or "anon_inode:" in l]
+    assert not inherited, f"the child inherited libzmq descriptors: {inherited}\n{listing}"
