@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::engine::{Engine, EngineConfig, Output, Socket};
 use crate::error::{Error, Result};
+use crate::fork::{Origin, ProcessBound};
 use crate::protocol::{decode_client, decode_worker, Frame};
 use crate::committer::Committer;
 use crate::store::{JournalOp, Store};
@@ -127,12 +128,12 @@ pub(crate) fn normalize_bind(endpoint: &str) -> String {
 /// A bound broker, ready to [`run`](Broker::run) or [`start`](Broker::start).
 pub struct Broker {
     config: BrokerConfig,
-    _ctx: zmq::Context,
-    clients: zmq::Socket,
-    workers: zmq::Socket,
-    news: Option<zmq::Socket>,
+    _ctx: ProcessBound<zmq::Context>,
+    clients: ProcessBound<zmq::Socket>,
+    workers: ProcessBound<zmq::Socket>,
+    news: Option<ProcessBound<zmq::Socket>>,
     endpoints: Endpoints,
-    store: Option<Store>,
+    store: Option<ProcessBound<Store>>,
 }
 
 /// The endpoints a broker actually bound (ports resolved).
@@ -170,12 +171,12 @@ impl Broker {
     pub fn bind(config: BrokerConfig) -> Result<Broker> {
         // Open the store first: a corrupt or unwritable file stops the start.
         let store = match &config.data_dir {
-            Some(dir) => Some(Store::open(dir)?),
+            Some(dir) => Some(ProcessBound::new(Store::open(dir)?)),
             None => None,
         };
-        let ctx = zmq::Context::new();
-        let clients = router(&ctx, &config.client_endpoint, &config)?;
-        let workers = router(&ctx, &config.worker_endpoint, &config)?;
+        let ctx = ProcessBound::new(zmq::Context::new());
+        let clients = ProcessBound::new(router(&ctx, &config.client_endpoint, &config)?);
+        let workers = ProcessBound::new(router(&ctx, &config.worker_endpoint, &config)?);
         let news = match &config.news_endpoint {
             Some(ep) => {
                 // XPUB: we see subscriptions, so events are only built while
@@ -184,14 +185,14 @@ impl Broker {
                 s.set_sndhwm(config.hwm)?;
                 s.set_linger(0)?;
                 s.bind(&normalize_bind(ep)).map_err(|e| Error::Io(format!("cannot bind {ep}: {e}")))?;
-                Some(s)
+                Some(ProcessBound::new(s))
             }
             None => None,
         };
         let endpoints = Endpoints {
             client: bound(&clients)?,
             worker: bound(&workers)?,
-            news: news.as_ref().map(bound).transpose()?,
+            news: news.as_deref().map(bound).transpose()?,
         };
         Ok(Broker { config, _ctx: ctx, clients, workers, news, endpoints, store })
     }
@@ -212,7 +213,7 @@ impl Broker {
         let store = match self.store.take() {
             Some(mut st) => {
                 engine.restore(st.load()?, clock.now_ms());
-                Some(Committer::start(&self._ctx, st)?)
+                Some(Committer::start(&self._ctx, st.into_inner())?)
             }
             None => None,
         };
@@ -263,8 +264,8 @@ impl Broker {
             let mut items = [
                 self.workers.as_poll_item(zmq::POLLIN),
                 self.clients.as_poll_item(if client_in { zmq::POLLIN } else { zmq::PollEvents::empty() }),
-                io.store.as_ref().map(|c| c.wake_socket()).unwrap_or(&self.workers).as_poll_item(zmq::POLLIN),
-                self.news.as_ref().unwrap_or(&self.workers).as_poll_item(zmq::POLLIN),
+                io.store.as_ref().map(|c| c.wake_socket()).unwrap_or(&*self.workers).as_poll_item(zmq::POLLIN),
+                self.news.as_deref().unwrap_or(&*self.workers).as_poll_item(zmq::POLLIN),
             ];
             // Without a store (news socket) the third (fourth) item is left out.
             let mut polled = 2;
@@ -360,7 +361,7 @@ impl Broker {
             .name("zmws-broker".into())
             .spawn(move || self.run(&flag))
             .map_err(|e| Error::Io(format!("cannot start broker thread: {e}")))?;
-        Ok(BrokerHandle { stop, thread: Some(thread), endpoints })
+        Ok(BrokerHandle { stop, thread: Some(thread), endpoints, origin: Origin::here() })
     }
 }
 
@@ -625,6 +626,8 @@ pub struct BrokerHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<()>>>,
     endpoints: Endpoints,
+    /// The process the broker thread runs in (see `fork`).
+    origin: Origin,
 }
 
 impl BrokerHandle {
@@ -636,6 +639,9 @@ impl BrokerHandle {
     /// Whether the broker loop is still running (false once it ended, by
     /// `stop` or because of an error that `stop` will return).
     pub fn is_running(&self) -> bool {
+        if self.origin.is_forked_child() {
+            return false; // the thread runs in the parent only
+        }
         self.thread.as_ref().map(|t| !t.is_finished()).unwrap_or(false)
     }
 
@@ -645,6 +651,11 @@ impl BrokerHandle {
     }
 
     fn stop_inner(&mut self) -> Result<()> {
+        if let Err(e) = self.origin.check("Broker") {
+            // The broker thread runs in the parent only: leave it alone.
+            std::mem::forget(self.thread.take());
+            return Err(e);
+        }
         self.stop.store(true, Ordering::Relaxed);
         match self.thread.take() {
             Some(t) => t.join().map_err(|_| Error::Internal("broker thread panicked".into()))?,

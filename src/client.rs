@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::fork::ProcessBound;
 use crate::job::{JobId, JobList, JobStatus, WorkerInfo};
 use crate::protocol::{Frame, C_FINAL, C_PARTIAL, C_REQUEST, MDPC02};
 
@@ -16,8 +17,8 @@ pub fn split_endpoints(list: &str) -> Vec<String> {
 
 /// A connection to one of several brokers. Not `Sync`: use one per thread.
 pub struct Client {
-    ctx: zmq::Context,
-    socket: zmq::Socket,
+    ctx: ProcessBound<zmq::Context>,
+    socket: ProcessBound<zmq::Socket>,
     endpoints: Vec<String>,
     current: usize,
     request_timeout: Duration,
@@ -39,9 +40,9 @@ impl Client {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no broker endpoint given".into()));
         }
-        let ctx = zmq::Context::new();
+        let ctx = ProcessBound::new(zmq::Context::new());
         let request_timeout = Duration::from_secs(5);
-        let socket = Client::open(&ctx, &endpoints[0], request_timeout)?;
+        let socket = ProcessBound::new(Client::open(&ctx, &endpoints[0], request_timeout)?);
         Ok(Client { ctx, socket, endpoints, current: 0, request_timeout, next_tag: 1 })
     }
 
@@ -72,13 +73,15 @@ impl Client {
     }
 
     fn failover(&mut self) -> Result<()> {
+        self.ctx.check("Client")?;
         self.current = (self.current + 1) % self.endpoints.len();
-        self.socket = Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?;
+        self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?);
         tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
         Ok(())
     }
 
     fn send(&self, service: &[u8], body: &[&[u8]]) -> Result<()> {
+        self.socket.check("Client")?;
         let mut frames: Vec<&[u8]> = Vec::with_capacity(body.len() + 3);
         frames.push(MDPC02);
         frames.push(&[C_REQUEST]);
@@ -109,6 +112,7 @@ impl Client {
 
     /// Receives one MDP/0.2 reply: (is_final, service, body). `None` on timeout.
     fn recv(&self, deadline: Instant) -> Result<Option<(bool, Frame, Vec<Frame>)>> {
+        self.socket.check("Client")?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = (left.as_micros().div_ceil(1000)).min(i64::MAX as u128) as i64;

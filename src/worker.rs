@@ -26,6 +26,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::client::split_endpoints;
 use crate::error::{Error, Result};
+use crate::fork::Origin;
 use crate::job::{IdHash, JobId};
 use crate::protocol::{
     self, outcome, Frame, MDPW02, READY_EXTENSION_PREFIX, W_DISCONNECT_OR_HEARTBEAT, W_DISCONNECT_V2, W_FAIL,
@@ -115,6 +116,8 @@ pub struct Worker {
     keeper: Option<JoinHandle<()>>,
     keeper_thread: std::thread::Thread,
     jobs_done: AtomicU64,
+    /// The process this worker belongs to (see `fork`).
+    origin: Origin,
 }
 
 /// What the caller's threads and the keeper thread share.
@@ -213,6 +216,7 @@ impl Worker {
             keeper_thread: keeper.thread().clone(),
             keeper: Some(keeper),
             jobs_done: AtomicU64::new(0),
+            origin: Origin::here(),
         })
     }
 
@@ -247,6 +251,7 @@ impl Worker {
     }
 
     fn next_event_within(&self, wait: &mut Wait) -> Result<WorkerEvent> {
+        self.origin.check("Worker")?;
         let idle_span = Duration::from_millis(self.config.heartbeat_ms * self.config.idle_after.max(1) as u64);
         // Another thread may be waiting here already: wait for it within our own timeout.
         let mut conn = match self.shared.conn.try_lock() {
@@ -326,6 +331,7 @@ impl Worker {
 
     /// Takes the connection, waking a thread that polls inside `next_event`.
     fn lock_connection(&self) -> Result<MutexGuard<'_, Connection>> {
+        self.origin.check("Worker")?;
         if self.shared.shutdown.load(Ordering::SeqCst) {
             return Err(Error::Closed("worker connection is closed".into()));
         }
@@ -384,6 +390,8 @@ impl Worker {
     where
         F: FnMut(&Job) -> std::result::Result<Vec<u8>, String>,
     {
+        // A forked child gets the reason, not a quiet end of the loop.
+        self.origin.check("Worker")?;
         loop {
             match self.next_event(Duration::from_millis(200)) {
                 Ok(WorkerEvent::Job(job)) => match handler(&job) {
@@ -404,6 +412,13 @@ impl Worker {
     }
 
     fn close_inner(&mut self) {
+        if self.origin.is_forked_child() {
+            // The keeper thread and libzmq's I/O thread live in the parent
+            // only: release nothing here (the child's exit reclaims it).
+            std::mem::forget(self.shared.clone());
+            std::mem::forget(self.keeper.take());
+            return;
+        }
         if self.shared.shutdown.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -163,7 +163,11 @@ abstract class Worker
                     }, 'idle()');
                     break;
                 case Native::CLOSED:
-                    $this->zmwsStopping = true;
+                    if (!$this->zmwsStopping) {
+                        // Not a stop we asked for: the handle is unusable
+                        // here (e.g. inherited by a pcntl_fork() child).
+                        throw $native->error($rc, 'waiting for a job');
+                    }
                     break;
                 default:
                     throw $native->error($rc, 'waiting for a job');

@@ -34,6 +34,25 @@ final class WorkerLifecycleTest extends ZmwsTestCase
         $this->assertSame(1, $status['attempts']);
     }
 
+    /**
+     * pcntl_fork() while a broker, a client and a worker are open: the
+     * child's inherited handles throw ClosedException naming fork(), its
+     * exit (destructors included) does not hang on the parent's threads, and
+     * the parent's handles keep working (tests/fixtures/fork_check.php).
+     */
+    public function testForkedChildIsRefusedClearlyAndExitsWithoutHanging(): void
+    {
+        if (!function_exists('pcntl_fork')) {
+            $this->markTestSkipped('needs the pcntl extension');
+        }
+        $lines = [];
+        $cmd = 'timeout -k 5 90 ' . escapeshellarg(PHP_BINARY) . ' ' . escapeshellarg(self::fixture('fork_check.php')) . ' 2>&1';
+        exec($cmd, $lines, $rc);
+        $out = implode("\n", $lines);
+        $this->assertSame(0, $rc, $out);
+        $this->assertSame('ok', end($lines), $out);
+    }
+
     public function testSigtermWhileWaitingStopsPromptly(): void
     {
         if (!function_exists('pcntl_async_signals')) {

@@ -93,7 +93,11 @@ impl PyWorker {
                         return Ok(Step::Nothing);
                     }
                 }
-                Err(zmws::Error::Closed(_)) => return Ok(Step::Stopped),
+                // Closed after a stop is the end of the loop; any other
+                // Closed (a handle used in a forked child) is raised.
+                Err(zmws::Error::Closed(_)) if self.stopped.load(Ordering::SeqCst) || worker.is_stopped() => {
+                    return Ok(Step::Stopped)
+                }
                 Err(e) => return Err(to_py(e)),
             }
         }

@@ -259,3 +259,95 @@ def test_programs_started_beside_open_sockets_inherit_none_of_them(broker, clien
     assert len(listing.splitlines()) >= 2, listing
     inherited = [l for l in listing.splitlines() if "socket:" in l or "anon_inode:" in l]
     assert not inherited, f"the child inherited libzmq descriptors: {inherited}\n{listing}"
+
+
+FORK_SCRIPT = r'''
+import os, sys, threading, time
+import zmws
+
+broker = zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, heartbeat_ms=250)
+broker.start()
+endpoint = broker.client_endpoint
+client = zmws.Client(endpoint)
+
+class Echo(zmws.Worker):
+    service = "FORKED"
+    def work(self, job_id, param):
+        return param
+
+worker = Echo(broker.worker_endpoint, heartbeat_ms=250)
+thread = threading.Thread(target=worker.run, daemon=True)
+thread.start()
+deadline = time.monotonic() + 20
+while not client.service_available("FORKED") and time.monotonic() < deadline:
+    time.sleep(0.02)
+assert client.call("FORKED", b"before", timeout=10) == b"before"
+
+pid = os.fork()
+if pid == 0:
+    # The child: every inherited handle refuses with a message naming fork,
+    # and the normal exit (finalizers included) must not hang.
+    errors = []
+    for what, use in [
+        ("Client", lambda: client.submit("FORKED", b"x")),
+        ("Worker", lambda: worker.loop(0.01)),
+        ("Broker", broker.stop),
+    ]:
+        try:
+            use()
+            errors.append(f"{what}: no error in the forked child")
+        except zmws.Closed as e:
+            if "fork" not in str(e) or what not in str(e):
+                errors.append(f"{what}: unclear message: {e}")
+    # A handle made in the child works there.
+    try:
+        fresh = zmws.Client(endpoint)
+        if fresh.call("FORKED", b"from the child", timeout=10) != b"from the child":
+            errors.append("a new Client in the child got a wrong answer")
+        fresh.close()
+    except Exception as e:
+        errors.append(f"a new Client in the child failed: {e!r}")
+    print("child errors:", errors, flush=True)
+    sys.exit(3 if errors else 0)
+
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("the forked child hung on exit", flush=True)
+    sys.exit(4)
+if os.waitstatus_to_exitcode(status) != 0:
+    print("child exit status", os.waitstatus_to_exitcode(status), flush=True)
+    sys.exit(5)
+# The parent's handles are untouched.
+assert client.call("FORKED", b"after", timeout=10) == b"after"
+worker.stop()
+thread.join(10)
+client.close()
+broker.stop()
+print("ok", flush=True)
+'''
+
+
+def test_a_forked_child_is_refused_clearly_and_exits_without_hanging():
+    """os.fork() with a broker, client and running worker open (as a PHP
+    pcntl_fork or a Python pre-fork server does): the child's inherited
+    handles raise Closed naming fork(), new handles work in the child, the
+    child's normal exit does not hang on the parent's libzmq threads, and
+    the parent goes on serving."""
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=90,
+    )
+    out = run.stdout.decode(errors="replace")
+    assert run.returncode == 0 and out.strip().endswith("ok"), out
