@@ -318,6 +318,16 @@ pub fn strip_sync(service: &[u8]) -> &[u8] {
     }
 }
 
+/// The reply to a job id that names no job: `400` when it is not even a job
+/// id (32 hex characters), `404` when no such job is known (any more).
+fn no_such_job(raw: &[u8]) -> Vec<Frame> {
+    if JobId::parse(raw).is_none() {
+        err_body("400", format!("'{}' is not a job id (32 hex characters)", printable(raw)))
+    } else {
+        err_body("404", format!("unknown job id '{}'", printable(raw)))
+    }
+}
+
 fn err_body(code: &str, message: impl Into<String>) -> Vec<Frame> {
     vec![code.as_bytes().to_vec(), message.into().into_bytes()]
 }
@@ -465,14 +475,15 @@ impl Engine {
             b"zmws.status" => {
                 let body = match self.lookup(&body[0]) {
                     Some((id, job)) => vec![serde_json::to_vec(&self.status_of(id, job)).unwrap_or_default()],
-                    None => err_body("404", format!("unknown job id '{}'", printable(&body[0]))),
+                    None => no_such_job(&body[0]),
                 };
                 reply(out, body)
             }
             b"zmws.result" | b"titanic.reply" => {
                 let titanic = name.starts_with(b"titanic.");
                 let body = match self.lookup(&body[0]) {
-                    None => err_body(if titanic { "400" } else { "404" }, format!("unknown job id '{}'", printable(&body[0]))),
+                    None if titanic => err_body("400", format!("unknown job id '{}'", printable(&body[0]))),
+                    None => no_such_job(&body[0]),
                     Some((_, job)) => match job.state {
                         JobState::Complete => {
                             let mut b = vec![b"200".to_vec()];
@@ -489,7 +500,7 @@ impl Engine {
             }
             b"zmws.cancel" => {
                 let body = match JobId::parse(&body[0]) {
-                    None => err_body("404", format!("unknown job id '{}'", printable(&body[0]))),
+                    None => no_such_job(&body[0]),
                     Some(id) => match self.cancel(id, now, out) {
                         Ok(()) => vec![b"200".to_vec()],
                         Err((code, msg)) => err_body(code, msg),

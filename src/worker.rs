@@ -17,7 +17,7 @@
 //! last result of a burst.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -132,6 +132,10 @@ struct Shared {
     holding: AtomicBool,
     /// The keeper is in (or about to start) a long sleep.
     keeper_asleep: AtomicBool,
+    /// Threads waiting for the connection to answer a job. A thread polling
+    /// in `next_event` hands the connection over while this is non-zero, so
+    /// an answer never waits out another thread's poll.
+    answering: AtomicUsize,
 }
 
 static WAKE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -202,6 +206,7 @@ impl Worker {
             shutdown: AtomicBool::new(false),
             holding: AtomicBool::new(false),
             keeper_asleep: AtomicBool::new(false),
+            answering: AtomicUsize::new(0),
         });
         let keeper_shared = shared.clone();
         let tick = Duration::from_millis((config.heartbeat_ms / 4).clamp(1, 50));
@@ -295,6 +300,13 @@ impl Worker {
             if now >= deadline {
                 return Ok(WorkerEvent::Timeout);
             }
+            if self.shared.answering.load(Ordering::SeqCst) > 0 {
+                // A thread wants to answer its job: hand the connection over
+                // (fairly: the first thread queued gets it; other pollers
+                // queued before it pass it on the same way).
+                MutexGuard::unlocked_fair(&mut conn, || {});
+                continue;
+            }
             let wait = deadline
                 .min(conn.next_deadline())
                 .saturating_duration_since(now)
@@ -310,9 +322,9 @@ impl Worker {
                 conn.receive(Instant::now());
             }
             if woken {
+                // The thread that woke us is counted in `answering`: the
+                // check above hands it the connection.
                 conn.drain_wake();
-                // Let the thread that woke us answer its job, then carry on.
-                MutexGuard::unlocked_fair(&mut conn, || {});
             }
         }
     }
@@ -338,8 +350,11 @@ impl Worker {
         let conn = match self.shared.conn.try_lock() {
             Some(c) => c,
             None => {
+                self.shared.answering.fetch_add(1, Ordering::SeqCst);
                 let _ = self.shared.wake_tx.lock().send(&[][..], zmq::DONTWAIT);
-                self.shared.conn.lock()
+                let conn = self.shared.conn.lock();
+                self.shared.answering.fetch_sub(1, Ordering::SeqCst);
+                conn
             }
         };
         Ok(conn)

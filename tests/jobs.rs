@@ -58,6 +58,12 @@ fn sync_call_and_async_submit_status_result() {
     let unknown = "0123456789abcdef0123456789abcdef";
     assert!(matches!(c.status(unknown), Err(Error::NotFound(_))), "{:?}", c.status(unknown));
     assert!(matches!(c.result(unknown), Err(Error::NotFound(_))));
+    // Not a job id at all: a bad argument, not an unknown job.
+    for malformed in ["nothex", "0123456789abcdef", "0123456789abcdef0123456789abcdeg"] {
+        assert!(matches!(c.status(malformed), Err(Error::InvalidArgument(_))), "{malformed}: {:?}", c.status(malformed));
+        assert!(matches!(c.result(malformed), Err(Error::InvalidArgument(_))), "{malformed}");
+        assert!(matches!(c.cancel(malformed), Err(Error::InvalidArgument(_))), "{malformed}");
+    }
     b.stop().expect("broker loop ends cleanly");
 }
 
@@ -774,4 +780,37 @@ fn a_spinning_broker_serves_calls_and_batches_alike() {
         let got = eventually("batched result", LONG, || c.result(&id.to_string()).ok());
         assert_eq!(got, want.as_bytes());
     }
+}
+
+/// Several threads sharing one worker of capacity 4 (what `zmws worker
+/// --concurrency 4` and a multi-threaded C worker do): a thread answering
+/// its job must get the connection at once, not wait out another thread's
+/// poll. Before the fix every answer could wait up to that thread's 200 ms
+/// wait, so 30 serial calls took seconds; the bound below is 100× what a
+/// stall-free run needs on a loaded machine, so it only catches the stall.
+#[test]
+fn threads_sharing_a_worker_answer_without_waiting_out_each_others_polls() {
+    let b = start_broker(config());
+    let mut cfg = b.worker_config("shared");
+    cfg.capacity = 4;
+    let worker = std::sync::Arc::new(zmws::Worker::with_config(cfg).expect("worker"));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let w = worker.clone();
+            std::thread::spawn(move || w.run(|job| Ok(job.payload.clone())))
+        })
+        .collect();
+    let mut c = b.client();
+    wait_workers(&mut c, "shared", 1);
+    let start = std::time::Instant::now();
+    for i in 0..30 {
+        let payload = format!("call {i}");
+        assert_eq!(c.call("shared", payload.as_bytes(), Duration::from_secs(10)).expect("call"), payload.as_bytes());
+    }
+    let took = start.elapsed();
+    worker.stop();
+    for t in threads {
+        t.join().expect("worker thread").expect("worker loop");
+    }
+    assert!(took < Duration::from_secs(3), "30 serial calls through a 4-thread worker took {took:?}");
 }
