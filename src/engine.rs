@@ -1002,7 +1002,16 @@ impl Engine {
             .unwrap_or(false);
         if current {
             match outcome {
-                Ok(result) => self.finish(id, JobState::Complete, Some(result), None, now, out),
+                Ok(result) => {
+                    // Results are kept for the TTL: bound them like payloads.
+                    let size: usize = result.iter().map(|f| f.len()).sum();
+                    if size > self.config.max_payload {
+                        let why = format!("result of {size} bytes is over the limit of {} bytes", self.config.max_payload);
+                        self.finish(id, JobState::Failed, None, Some(why), now, out)
+                    } else {
+                        self.finish(id, JobState::Complete, Some(result), None, now, out)
+                    }
+                }
                 Err((true, reason)) => self.retry_or_fail(id, format!("worker failed it: {reason}"), false, now, out),
                 Err((false, reason)) => self.finish(id, JobState::Failed, None, Some(reason), now, out),
             }

@@ -427,3 +427,23 @@ fn a_closed_job_no_longer_counts_toward_max_finished() {
     assert_eq!(result(&mut h, &c), f("404"));
     assert_eq!((result(&mut h, &d), result(&mut h, &e)), (f("200"), f("200")));
 }
+
+#[test]
+fn a_result_over_max_payload_fails_the_job_with_the_reason() {
+    let mut h = Harness::new();
+    h.e = Engine::new(EngineConfig { max_payload: 10, ..cfg() }, h.now);
+    h.worker(vec![f("w1"), f("MDPW02"), vec![1], f("s"), f("zmws:1 capacity=1")]);
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.call"), f("t1"), f("s"), f("x")]);
+    let req = h.take(Socket::Worker).remove(0);
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("0123456789"), f("!")]);
+    let r = h.take(Socket::Client).remove(0);
+    assert_eq!(&r[4..6], &[f("t1"), f("500")]);
+    let reason = String::from_utf8_lossy(&r[7]).into_owned();
+    assert!(reason.contains("result of 11 bytes is over the limit of 10 bytes"), "{reason}");
+    // A result at the limit is kept.
+    h.client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.call"), f("t2"), f("s"), f("x")]);
+    let req = h.take(Socket::Worker).remove(0);
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("0123456789")]);
+    let r = h.take(Socket::Client).remove(0);
+    assert_eq!(&r[4..6], &[f("t2"), f("200")]);
+}
