@@ -276,6 +276,11 @@ struct WorkerRec {
     jobs_done: u64,
 }
 
+/// The heartbeat interval assumed for workers without the zmws extension
+/// when the broker's own is shorter: the Majordomo reference worker's
+/// (zguide `mdwrkapi`, 2,500 ms), so stock workers are not purged as dead.
+pub const STOCK_WORKER_HEARTBEAT_MS: u64 = 2500;
+
 /// The broker's whole state. Single-threaded by design.
 pub struct Engine {
     config: EngineConfig,
@@ -398,6 +403,11 @@ impl Engine {
                 out.push(Output::Send(Socket::Client, m));
             }
         };
+        if service.len() > 255 {
+            // No service can have such a name (workers are refused above 255
+            // bytes); the message does not repeat it.
+            return reply(out, err_body("400", format!("service name of {} bytes is longer than 255 bytes", service.len())));
+        }
         if name.starts_with(b"mmi.") {
             let body = match name {
                 b"mmi.service" => {
@@ -774,6 +784,14 @@ impl Engine {
                     self.purge_worker(&peer, now, out, "disconnected");
                 }
             }
+            WorkerCommand::Invalid { reason } => {
+                // RFC 7/18: an invalid command makes the peer invalid.
+                tracing::warn!(worker = %hex(&peer), %reason, "invalid worker command: disconnecting the worker");
+                if known {
+                    self.purge_worker(&peer, now, out, "sent an invalid command");
+                }
+                out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
+            }
             _ if !known => {
                 // RFC 7/18: a valid but unexpected command gets DISCONNECT.
                 out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
@@ -822,8 +840,19 @@ impl Engine {
         }
     }
 
+    /// How long a worker may stay silent before it is purged: liveness ×
+    /// the heartbeat, where a worker without the zmws extension (a stock
+    /// Majordomo worker) is allowed the zguide reference interval of
+    /// [`STOCK_WORKER_HEARTBEAT_MS`] when the broker's is shorter: such
+    /// workers heartbeat at their own pace and send nothing while working.
+    fn silence_allowed_ms(&self, extended: bool) -> u64 {
+        let heartbeat = if extended { self.config.heartbeat_ms } else { self.config.heartbeat_ms.max(STOCK_WORKER_HEARTBEAT_MS) };
+        heartbeat * self.config.liveness as u64
+    }
+
     fn touch(&mut self, peer: &[u8], now: u64) {
-        let expiry = now + self.config.heartbeat_ms * self.config.liveness as u64;
+        let Some(extended) = self.workers.get(peer).map(|w| w.extended) else { return };
+        let expiry = now + self.silence_allowed_ms(extended);
         if let Some(w) = self.workers.get_mut(peer) {
             w.expiry_ms = expiry;
             w.last_seen_ms = now;
@@ -850,6 +879,7 @@ impl Engine {
         }
         let ext = ext.as_deref().and_then(protocol::parse_ready_extension);
         let v02 = version == Version::V02;
+        let expiry_ms = now + self.silence_allowed_ms(ext.is_some() && v02);
         let identity: Rc<[u8]> = Rc::from(peer.into_boxed_slice());
         self.workers.insert(
             identity.clone(),
@@ -864,7 +894,7 @@ impl Engine {
                 held: VecDeque::new(),
                 in_idle: true,
                 registration: self.registrations + 1,
-                expiry_ms: now + self.config.heartbeat_ms * self.config.liveness as u64,
+                expiry_ms,
                 connected_ms: now,
                 last_seen_ms: now,
                 jobs_done: 0,

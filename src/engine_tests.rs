@@ -93,7 +93,8 @@ fn queued_job_waits_for_a_worker_that_joins() {
 #[test]
 fn dead_worker_job_goes_to_front_and_runs_elsewhere() {
     let mut h = Harness::new();
-    h.ready("w1", "s");
+    // A zmws worker (extension frame): purged after liveness × heartbeat.
+    h.worker(vec![f("w1"), f("MDPW02"), vec![1], f("s"), f("zmws:1 capacity=1")]);
     h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("a")]);
     h.client(vec![f("c2"), f("MDPC02"), vec![1], f("s"), f("b")]);
     let first = h.take(Socket::Worker);
@@ -446,4 +447,47 @@ fn a_result_over_max_payload_fails_the_job_with_the_reason() {
     h.worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("0123456789")]);
     let r = h.take(Socket::Client).remove(0);
     assert_eq!(&r[4..6], &[f("t2"), f("200")]);
+}
+
+#[test]
+fn a_stock_worker_gets_the_reference_heartbeat_window() {
+    // Broker heartbeat 100 ms × liveness 3; a worker without the zmws
+    // extension may stay silent liveness × 2,500 ms (zguide's interval).
+    let mut h = Harness::new();
+    h.e = Engine::new(EngineConfig { job_timeout_ms: 60_000, ..cfg() }, h.now);
+    h.ready("stock", "s");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("a")]);
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+    h.advance(7_000); // silent while working, as mdwrkapi is
+    h.take(Socket::Worker);
+    assert_eq!(h.e.queued(), 0, "still running after 7 s");
+    h.advance(600);
+    h.take(Socket::Worker);
+    assert_eq!(h.e.queued(), 1, "purged after 7.5 s: its job is queued again");
+}
+
+#[test]
+fn an_invalid_command_disconnects_the_worker_and_requeues_its_job() {
+    let mut h = Harness::new();
+    h.ready("w1", "s");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("a")]);
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+    // MDP/0.1 REQUEST (0x02) is a broker-to-worker command.
+    h.worker(vec![f("w1"), f(""), f("MDPW01"), vec![2], f("s"), f(""), f("x")]);
+    let sent = h.take(Socket::Worker);
+    assert!(sent.iter().any(|m| m[0] == f("w1") && m.last() == Some(&vec![0x05])), "DISCONNECT to w1: {sent:?}");
+    h.ready("w2", "s");
+    let sent = h.take(Socket::Worker);
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0][0].clone(), sent[0][5].clone()), (f("w2"), f("a")), "the job runs on w2");
+}
+
+#[test]
+fn a_service_name_over_255_bytes_is_refused_without_echoing_it_in_the_message() {
+    let mut h = Harness::new();
+    let long = "x".repeat(300);
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f(&long), f("body")]);
+    let r = h.take(Socket::Client).remove(0);
+    assert_eq!(r[4], f("400"));
+    assert_eq!(r[5], f("service name of 300 bytes is longer than 255 bytes"));
 }

@@ -136,6 +136,12 @@ pub enum WorkerCommand {
     Heartbeat,
     /// The worker leaves.
     Disconnect,
+    /// A valid MDPW01/MDPW02 header with an unknown or malformed command
+    /// (RFC 7/18: the peer is then treated as invalid and disconnected).
+    Invalid {
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 /// A decoded worker message.
@@ -226,6 +232,14 @@ pub fn decode_worker(mut frames: Vec<Frame>) -> Result<WorkerMessage, DecodeErro
         return Err(bad(Some(&peer), "unknown worker protocol header (expected MDPW01 or MDPW02)"));
     };
     rest.remove(0);
+    let command = decode_worker_command(&peer, version, rest).unwrap_or_else(|e| WorkerCommand::Invalid { reason: e.reason });
+    Ok(WorkerMessage { peer, version, command })
+}
+
+/// The command after a valid worker header; an error becomes
+/// [`WorkerCommand::Invalid`].
+fn decode_worker_command(peer: &Frame, version: Version, mut rest: Vec<Frame>) -> Result<WorkerCommand, DecodeError> {
+    let peer = peer.clone();
     if rest.is_empty() || rest[0].len() != 1 {
         return Err(bad(Some(&peer), "worker command frame must be one byte"));
     }
@@ -267,7 +281,7 @@ pub fn decode_worker(mut frames: Vec<Frame>) -> Result<WorkerMessage, DecodeErro
         }
         (_, other) => return Err(bad(Some(&peer), format!("unknown worker command 0x{other:02x}"))),
     };
-    Ok(WorkerMessage { peer, version, command })
+    Ok(command)
 }
 
 fn split_envelope(peer: &Frame, mut rest: Vec<Frame>) -> Result<(Frame, Vec<Frame>), DecodeError> {
@@ -537,8 +551,19 @@ mod tests {
         assert_eq!(m.command, WorkerCommand::Heartbeat);
         let m = decode_worker(vec![f("w"), f("MDPW02"), vec![6]]).unwrap();
         assert_eq!(m.command, WorkerCommand::Disconnect);
-        assert!(decode_worker(vec![f("w"), f("MDPW02"), vec![4], f("job")]).is_err());
-        assert!(decode_worker(vec![f("w"), f("MDPW02"), vec![0x7f]]).is_err());
+        // A valid header with a malformed or unknown command: Invalid (the
+        // broker disconnects the peer); no valid header at all: an error.
+        for bad in [
+            vec![f("w"), f("MDPW02"), vec![4], f("job")],
+            vec![f("w"), f("MDPW02"), vec![0x7f]],
+            vec![f("w"), f("MDPW02"), vec![1]],
+            vec![f("w"), f(""), f("MDPW01"), vec![2], f("x"), f(""), f("y")],
+            vec![f("w"), f(""), f("MDPW01"), f("two bytes")],
+        ] {
+            let m = decode_worker(bad.clone()).unwrap();
+            assert!(matches!(m.command, WorkerCommand::Invalid { .. }), "{bad:?}: {m:?}");
+        }
+        assert!(decode_worker(vec![f("w"), f("MDPW03"), vec![1], f("echo")]).is_err());
         assert_eq!(parse_ready_extension(b"zmws:1 capacity=8"), Some(ReadyExtension { capacity: 8, batch: false }));
         assert_eq!(parse_ready_extension(b"zmws:1 capacity=16 batch"), Some(ReadyExtension { capacity: 16, batch: true }));
         assert_eq!(parse_ready_extension(b"other"), None);
@@ -574,7 +599,7 @@ mod tests {
         assert!(decode_outcome_records(b"Z\x01a\x00\x00\x00\x00").is_none());
         assert!(decode_outcome_records(&buf[..5]).is_none());
         let msg = vec![b"w1".to_vec(), MDPW02.to_vec(), vec![W_REPLY_BATCH], b"garbage".to_vec()];
-        assert!(decode_worker(msg).is_err());
+        assert!(matches!(decode_worker(msg).unwrap().command, WorkerCommand::Invalid { .. }));
         let msg = vec![b"w1".to_vec(), MDPW02.to_vec(), vec![W_REPLY_BATCH], buf];
         assert!(matches!(decode_worker(msg).unwrap().command, WorkerCommand::ReplyBatch { .. }));
     }
