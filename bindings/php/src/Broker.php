@@ -36,22 +36,28 @@ use FFI\CData;
  */
 class Broker
 {
-    /** option => [C setter, kind] */
+    /** The C API's limit for intervals in milliseconds (10^12, about 31 years). */
+    private const MAX_MS = 1000000000000;
+
+    /** The C API's limit for byte and job counts (2^40). */
+    private const MAX_COUNT = 1 << 40;
+
+    /** option => [C setter, kind, min, max] (min and max for 'int' only, as the C setters check them) */
     private const OPTIONS = [
         'client_endpoint' => ['zmws_broker_set_client_endpoint', 'string'],
         'worker_endpoint' => ['zmws_broker_set_worker_endpoint', 'string'],
         'news_endpoint' => ['zmws_broker_set_news_endpoint', 'string?'],
-        'heartbeat_ms' => ['zmws_broker_set_heartbeat_ms', 'int'],
-        'liveness' => ['zmws_broker_set_liveness', 'int'],
-        'job_timeout_ms' => ['zmws_broker_set_job_timeout_ms', 'int'],
-        'max_attempts' => ['zmws_broker_set_max_attempts', 'int'],
-        'max_payload' => ['zmws_broker_set_max_payload', 'int'],
-        'max_queued' => ['zmws_broker_set_max_queued', 'int'],
-        'result_ttl_ms' => ['zmws_broker_set_result_ttl_ms', 'int'],
-        'history_len' => ['zmws_broker_set_history_len', 'int'],
+        'heartbeat_ms' => ['zmws_broker_set_heartbeat_ms', 'int', 1, self::MAX_MS],
+        'liveness' => ['zmws_broker_set_liveness', 'int', 1, 0xFFFFFFFF],
+        'job_timeout_ms' => ['zmws_broker_set_job_timeout_ms', 'int', 1, self::MAX_MS],
+        'max_attempts' => ['zmws_broker_set_max_attempts', 'int', 1, 0xFFFFFFFF],
+        'max_payload' => ['zmws_broker_set_max_payload', 'int', 1, self::MAX_COUNT],
+        'max_queued' => ['zmws_broker_set_max_queued', 'int', 1, self::MAX_COUNT],
+        'result_ttl_ms' => ['zmws_broker_set_result_ttl_ms', 'int', 1, self::MAX_MS],
+        'history_len' => ['zmws_broker_set_history_len', 'int', 0, PHP_INT_MAX],
         'data_dir' => ['zmws_broker_set_data_dir', 'string?'],
-        'hwm' => ['zmws_broker_set_hwm', 'int'],
-        'spin_us' => ['zmws_broker_set_spin_us', 'u32'],
+        'hwm' => ['zmws_broker_set_hwm', 'int', 1, 0x7FFFFFFF],
+        'spin_us' => ['zmws_broker_set_spin_us', 'int', 0, 10000],
     ];
 
     private Native $native;
@@ -91,22 +97,27 @@ class Broker
             );
         }
         [$fn, $kind] = self::OPTIONS[$name];
-        if ($kind === 'int' || $kind === 'u32') {
-            if (!is_int($value) && !(is_string($value) && ctype_digit($value))) {
-                throw new InvalidArgumentException("broker option '$name' needs a non-negative integer", Native::INVALID_ARGUMENT);
+        if ($kind === 'int') {
+            [, , $min, $max] = self::OPTIONS[$name];
+            // Checked here: FFI would wrap a negative or too large number
+            // into the C parameter's unsigned type silently.
+            $shown = is_string($value) ? Native::show($value) : var_export($value, true);
+            if (is_string($value) && preg_match('/^-?[0-9]+$/', $value)) {
+                $value = abs((float) $value) < PHP_INT_MAX ? (int) $value : null; // null: beyond PHP's int
             }
-            $value = (int) $value;
-            if ($kind === 'u32' && ($value < 0 || $value > 0xFFFFFFFF)) {
-                // FFI would wrap it silently into a uint32_t
-                throw new InvalidArgumentException("broker option '$name' is out of range", Native::INVALID_ARGUMENT);
+            if (!is_int($value) || $value < $min || $value > $max) {
+                throw new InvalidArgumentException(
+                    "broker option '$name' must be an integer between $min and $max, not $shown",
+                    Native::INVALID_ARGUMENT
+                );
             }
         } elseif ($kind === 'string') {
             if ($value === null) {
                 throw new InvalidArgumentException("broker option '$name' needs an endpoint", Native::INVALID_ARGUMENT);
             }
-            $value = (string) $value;
+            $value = Native::cString((string) $value, "broker option '$name'");
         } elseif ($value !== null) {
-            $value = (string) $value;
+            $value = Native::cString((string) $value, "broker option '$name'");
         }
         $this->native->check($this->native->ffi->$fn($this->h(), $value), "broker option '$name'");
         return $this;

@@ -49,7 +49,7 @@ class Client
             $env = getenv('ZMWS_BROKER');
             $endpoints = is_string($env) && $env !== '' ? $env : self::DEFAULT_ENDPOINT;
         }
-        $this->endpoints = $endpoints;
+        $this->endpoints = Native::cString($endpoints, '$endpoints');
         $this->native = Native::get();
         $out = $this->native->ffi->new('zmws_client *');
         $this->native->check($this->native->ffi->zmws_client_new($endpoints, FFI::addr($out)), 'connecting a client');
@@ -105,7 +105,7 @@ class Client
         $payload = Native::encodeParam($param);
         $buf = $this->native->bytes($payload);
         $out = $this->native->ffi->new('char *');
-        $this->native->check($this->native->ffi->zmws_client_submit($this->h(), $service, $buf, strlen($payload), FFI::addr($out)));
+        $this->native->check($this->native->ffi->zmws_client_submit($this->h(), Native::cString($service, '$service'), $buf, strlen($payload), FFI::addr($out)));
         return $this->native->takeString($out);
     }
 
@@ -119,7 +119,14 @@ class Client
         $payload = Native::encodeParam($param);
         $buf = $this->native->bytes($payload);
         $out = $this->native->ffi->new('char *');
-        $this->native->check($this->native->ffi->zmws_client_submit_unique($this->h(), $service, $buf, strlen($payload), $key, FFI::addr($out)));
+        $this->native->check($this->native->ffi->zmws_client_submit_unique(
+            $this->h(),
+            Native::cString($service, '$service'),
+            $buf,
+            strlen($payload),
+            Native::cString($key, '$key'),
+            FFI::addr($out)
+        ));
         return $this->native->takeString($out);
     }
 
@@ -139,6 +146,7 @@ class Client
      */
     public function submitBatch(string $service, array $params): array
     {
+        Native::cString($service, '$service');
         $count = count($params);
         if ($count === 0) {
             return [];
@@ -180,6 +188,7 @@ class Client
      */
     public function call(string $service, mixed $param = null, int $timeoutMs = 30000): string
     {
+        Native::cString($service, '$service');
         $payload = Native::encodeParam($param);
         $buf = $this->native->bytes($payload);
         $ffi = $this->native->ffi;
@@ -210,7 +219,7 @@ class Client
     public function status(string $jobId): array
     {
         $out = $this->native->ffi->new('char *');
-        $this->native->check($this->native->ffi->zmws_client_status($this->h(), $jobId, FFI::addr($out)));
+        $this->native->check($this->native->ffi->zmws_client_status($this->h(), Native::cString($jobId, '$jobId'), FFI::addr($out)));
         return (array) Native::decodeJson($this->native->takeString($out));
     }
 
@@ -225,7 +234,7 @@ class Client
         $ffi = $this->native->ffi;
         $out = $ffi->new('uint8_t *');
         $len = $ffi->new('size_t');
-        $rc = $ffi->zmws_client_result($this->h(), $jobId, FFI::addr($out), FFI::addr($len));
+        $rc = $ffi->zmws_client_result($this->h(), Native::cString($jobId, '$jobId'), FFI::addr($out), FFI::addr($len));
         if ($rc === Native::PENDING) {
             return null;
         }
@@ -263,7 +272,7 @@ class Client
      */
     public function cancel(string $jobId): void
     {
-        $this->native->check($this->native->ffi->zmws_client_cancel($this->h(), $jobId));
+        $this->native->check($this->native->ffi->zmws_client_cancel($this->h(), Native::cString($jobId, '$jobId')));
     }
 
     /**
@@ -277,6 +286,7 @@ class Client
      */
     public function batch(string $service, array $params, int $timeoutMs = 60000): array
     {
+        Native::cString($service, '$service');
         $keys = array_keys($params);
         $count = count($keys);
         if ($count === 0) {
@@ -352,7 +362,7 @@ class Client
     public function jobs(string $kind = 'queued'): array
     {
         $out = $this->native->ffi->new('char *');
-        $this->native->check($this->native->ffi->zmws_client_jobs($this->h(), $kind, FFI::addr($out)));
+        $this->native->check($this->native->ffi->zmws_client_jobs($this->h(), Native::cString($kind, '$kind'), FFI::addr($out)));
         return (array) Native::decodeJson($this->native->takeString($out));
     }
 
@@ -372,7 +382,7 @@ class Client
     public function serviceAvailable(string $service): bool
     {
         $out = $this->native->ffi->new('bool');
-        $this->native->check($this->native->ffi->zmws_client_service_available($this->h(), $service, FFI::addr($out)));
+        $this->native->check($this->native->ffi->zmws_client_service_available($this->h(), Native::cString($service, '$service'), FFI::addr($out)));
         return (bool) $out->cdata;
     }
 

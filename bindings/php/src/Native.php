@@ -356,11 +356,41 @@ final class Native
         if ($message === '') {
             $message = self::CODE_NAMES[$rc] ?? "zmws error $rc";
         }
+        if ($rc === self::JOB_FAILED && str_starts_with($message, 'job failed: job failed ')) {
+            // "job failed: job failed after 2 attempt(s): …": the broker's
+            // reason already says it; keep one prefix.
+            $message = substr($message, strlen('job failed: '));
+        }
         if ($context !== '') {
             $message = "$context: $message";
         }
         $class = self::EXCEPTIONS[$rc] ?? Exception::class;
         return new $class($message, $rc);
+    }
+
+    /**
+     * $value checked for a `const char *` parameter: a NUL byte would end the
+     * C string early and the library takes UTF-8 only.
+     *
+     * @param string $what the argument, for the message (e.g. '$service')
+     * @throws InvalidArgumentException naming $what
+     */
+    public static function cString(string $value, string $what): string
+    {
+        if (str_contains($value, "\0")) {
+            throw new InvalidArgumentException("$what must not contain NUL bytes: " . self::show($value), self::INVALID_ARGUMENT);
+        }
+        if (!preg_match('//u', $value)) {
+            throw new InvalidArgumentException("$what is not valid UTF-8: " . self::show($value), self::INVALID_ARGUMENT);
+        }
+        return $value;
+    }
+
+    /** A string quoted for a message, control and non-ASCII bytes escaped (at most 80 bytes shown). */
+    public static function show(string $value): string
+    {
+        $cut = strlen($value) > 80;
+        return '"' . addcslashes($cut ? substr($value, 0, 80) : $value, "\0..\37\177..\377\\\"") . '"' . ($cut ? '…' : '');
     }
 
     /**

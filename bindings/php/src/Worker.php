@@ -98,6 +98,8 @@ abstract class Worker
     private ?string $zmwsCurrentJobId = null;
     private int $zmwsCurrentAttempt = 0;
     private ?array $zmwsArgv = null;
+    /** Whether --backend-port was given (it then wins over a seed-style $port). */
+    private bool $zmwsPortFlag = false;
     private bool $zmwsStopping = false;
     private bool $zmwsStopped = false;
     private string $zmwsEndpoints = '';
@@ -233,6 +235,17 @@ abstract class Worker
                 Native::INVALID_ARGUMENT
             );
         }
+        Native::cString($service, 'the service name');
+        Native::cString($this->zmwsEndpoints, 'the broker endpoints');
+        // FFI would wrap negative numbers into the unsigned C parameters.
+        $heartbeatMs = (int) ($this->heartbeat_ms ?? 0);
+        if ($heartbeatMs < 0 || $heartbeatMs > 1000000000000) {
+            throw new InvalidArgumentException("heartbeat_ms must be between 1 and 1000000000000 (NULL: the default), not $heartbeatMs", Native::INVALID_ARGUMENT);
+        }
+        $liveness = (int) ($this->liveness ?? 0);
+        if ($liveness < 0 || $liveness > 0xFFFFFFFF) {
+            throw new InvalidArgumentException("liveness must be between 1 and 4294967295 (NULL: the default), not $liveness", Native::INVALID_ARGUMENT);
+        }
         $native = $this->zmwsNative ??= Native::get();
         $ffi = $native->ffi;
         $out = $ffi->new('zmws_worker *');
@@ -240,8 +253,8 @@ abstract class Worker
             $this->zmwsEndpoints,
             $service,
             1,
-            (int) ($this->heartbeat_ms ?? 0),
-            (int) ($this->liveness ?? 0),
+            $heartbeatMs,
+            $liveness,
             FFI::addr($out)
         ), "worker $service");
         $this->zmwsHandle = $out;
@@ -320,8 +333,8 @@ abstract class Worker
         $servers = is_array($this->backendServers) ? $this->backendServers : explode(',', (string) $this->backendServers);
         $port = trim((string) $this->backendPort);
         // The seed's sample workers declared `public $port`; honour it when
-        // backendPort was left at its default.
-        if ($port === '5556' && property_exists($this, 'port') && (string) $this->port !== '') {
+        // backendPort was left at its default and no --backend-port was given.
+        if (!$this->zmwsPortFlag && $port === '5556' && property_exists($this, 'port') && (string) $this->port !== '') {
             $port = trim((string) $this->port);
         }
         $list = [];
@@ -360,6 +373,7 @@ abstract class Worker
         }
         if (($v = $flag(['backend-port'])) !== null) {
             $this->backendPort = $v;
+            $this->zmwsPortFlag = true;
         }
         if (($v = $flag(['backend-server', 'backend-servers'])) !== null) {
             $this->backendServers = $v;

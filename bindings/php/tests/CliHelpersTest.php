@@ -112,4 +112,53 @@ final class CliHelpersTest extends TestCase
             putenv($saved === false ? 'ZMWS_WORKER_ENDPOINT' : "ZMWS_WORKER_ENDPOINT=$saved");
         }
     }
+
+    /** The flags and environment as connect() applies them, without connecting. */
+    private static function configure(Worker $w): void
+    {
+        (new \ReflectionMethod(Worker::class, 'zmwsConfigure'))->invoke($w);
+    }
+
+    public function testAnExplicitBackendPortFlagWinsOverTheSeedPortProperty(): void
+    {
+        $make = static fn (array $argv) => new class (array_merge(['w.php'], $argv)) extends \Worker_Base {
+            public $port = '6001';
+            public $serviceName = 'SLEEP';
+
+            public function work($jobid, $param = '')
+            {
+                return true;
+            }
+        };
+        $saved = getenv('ZMWS_WORKER_ENDPOINT');
+        putenv('ZMWS_WORKER_ENDPOINT');
+        try {
+            $w = $make(['--backend-port=5556']);
+            self::configure($w);
+            $this->assertSame('tcp://127.0.0.1:5556', $w->endpoints(), 'the flag equals the default, yet it was given');
+            $w = $make(['--backend-port', '7000']);
+            self::configure($w);
+            $this->assertSame('tcp://127.0.0.1:7000', $w->endpoints());
+            $w = $make([]);
+            self::configure($w);
+            $this->assertSame('tcp://127.0.0.1:6001', $w->endpoints(), 'without the flag $port still counts');
+        } finally {
+            putenv($saved === false ? 'ZMWS_WORKER_ENDPOINT' : "ZMWS_WORKER_ENDPOINT=$saved");
+        }
+    }
+
+    public function testBadWorkerSettingsAreRefusedBeforeConnecting(): void
+    {
+        foreach ([['heartbeat_ms', -5], ['liveness', -1], ['serviceName', "A\0B"]] as [$prop, $value]) {
+            $w = $this->worker(['--backend-server=127.0.0.1:1'], [$prop => $value]);
+            try {
+                $w->connect();
+                $this->fail("$prop must be refused");
+            } catch (\Zmws\InvalidArgumentException $e) {
+                $this->assertStringContainsString($prop === 'serviceName' ? 'service name must not contain NUL' : "$prop must be between", $e->getMessage());
+            } finally {
+                $w->close();
+            }
+        }
+    }
 }

@@ -157,6 +157,49 @@ final class NativeTest extends TestCase
         $broker->stop();
     }
 
+    public function testBrokerRefusesNumbersOutOfRangeNamingOptionAndValue(): void
+    {
+        $cases = [
+            ['max_attempts', -1, '-1'],
+            ['max_attempts', 0, '0'],
+            ['max_attempts', 4294967296, '4294967296'],
+            ['max_attempts', '-1', '"-1"'],
+            ['max_attempts', '99999999999999999999999', '"99999999999999999999999"'],
+            ['liveness', -1, '-1'],
+            ['heartbeat_ms', -1, '-1'],
+            ['heartbeat_ms', 1000000000001, '1000000000001'],
+            ['job_timeout_ms', -5, '-5'],
+            ['result_ttl_ms', 0, '0'],
+            ['max_payload', -1, '-1'],
+            ['max_queued', (1 << 40) + 1, (string) ((1 << 40) + 1)],
+            ['history_len', -1, '-1'],
+            ['hwm', 0, '0'],
+            ['hwm', 2147483648, '2147483648'],
+            ['spin_us', -1, '-1'],
+            ['liveness', 'x', '"x"'],
+        ];
+        foreach ($cases as [$name, $value, $shown]) {
+            try {
+                new Broker([$name => $value]);
+                $this->fail("$name => $shown must be refused");
+            } catch (InvalidArgumentException $e) {
+                $this->assertSame(Native::INVALID_ARGUMENT, $e->getCode());
+                $this->assertStringContainsString("'$name'", $e->getMessage());
+                $this->assertStringEndsWith("not $shown", $e->getMessage());
+                $this->assertStringNotContainsString('18446744073709551615', $e->getMessage());
+            }
+        }
+        // The limits themselves are accepted, digit strings too.
+        new Broker(['max_attempts' => 4294967295, 'liveness' => 1, 'heartbeat_ms' => '1000', 'history_len' => 0,
+            'job_timeout_ms' => 1000000000000, 'max_queued' => 1 << 40, 'hwm' => 2147483647, 'spin_us' => 0]);
+        try {
+            new Broker(['data_dir' => "/tmp/a\0b"]);
+            $this->fail('a NUL byte in data_dir must be refused');
+        } catch (InvalidArgumentException $e) {
+            $this->assertStringContainsString("broker option 'data_dir' must not contain NUL bytes", $e->getMessage());
+        }
+    }
+
     public function testBrokerWithADurableStore(): void
     {
         $dir = sys_get_temp_dir() . '/zmws-php-store-' . getmypid() . '-' . bin2hex(random_bytes(4));

@@ -195,6 +195,57 @@ final class WorkerJobsTest extends ZmwsTestCase
         $this->assertSame(2, self::$client->status($id)['attempts']);
     }
 
+    public function testFailureAfterRetriesSaysJobFailedOnce(): void
+    {
+        try {
+            self::$client->call(self::SERVICE, ['op' => 'retry-always'], 10000);
+            $this->fail('no exception');
+        } catch (JobFailedException $e) {
+            // The broker's default: 3 attempts.
+            $this->assertSame('job failed after 3 attempt(s): worker failed it: try again (attempt 3)', $e->getMessage());
+        }
+        try {
+            self::$client->call(self::SERVICE, ['op' => 'throw', 'message' => 'once'], 10000);
+            $this->fail('no exception');
+        } catch (JobFailedException $e) {
+            $this->assertSame('job failed: once', $e->getMessage(), 'a plain failure keeps its prefix');
+        }
+    }
+
+    public function testStringsWithNulOrInvalidUtf8AreRefusedNamingTheArgument(): void
+    {
+        $cases = [
+            '$service' => [
+                fn () => self::$client->submit(self::SERVICE . "\0MULTI", 'x'),
+                fn () => self::$client->call(self::SERVICE . "\0MULTI", 'x', 1000),
+                fn () => self::$client->submitUnique(self::SERVICE . "\0", 'x', 'k'),
+                fn () => self::$client->submitBatch(self::SERVICE . "\0", ['x']),
+                fn () => self::$client->batch(self::SERVICE . "\0", ['x']),
+                fn () => self::$client->serviceAvailable(self::SERVICE . "\xff"),
+            ],
+            '$key' => [fn () => self::$client->submitUnique(self::SERVICE, 'x', "k\0ey")],
+            '$jobId' => [
+                fn () => self::$client->status(str_repeat('0', 32) . "\0"),
+                fn () => self::$client->result(str_repeat('0', 32) . "\0"),
+                fn () => self::$client->cancel("\xff"),
+            ],
+            '$kind' => [fn () => self::$client->jobs("\xff"), fn () => self::$client->jobs("queued\0x")],
+            '$endpoints' => [fn () => new \Zmws\Client(self::$broker->clientEndpoint() . "\0x")],
+        ];
+        foreach ($cases as $arg => $calls) {
+            foreach ($calls as $i => $call) {
+                try {
+                    $call();
+                    $this->fail("$arg #$i: no exception");
+                } catch (InvalidArgumentException $e) {
+                    $this->assertStringStartsWith("$arg ", $e->getMessage(), "$arg #$i");
+                    $this->assertMatchesRegularExpression('/NUL bytes|not valid UTF-8/', $e->getMessage());
+                    $this->assertStringNotContainsString('which', $e->getMessage());
+                }
+            }
+        }
+    }
+
     public function testBatchKeepsInputOrder(): void
     {
         // Later items are quicker, so they finish first on the two workers.

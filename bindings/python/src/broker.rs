@@ -6,8 +6,8 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use zmws::{Broker, BrokerConfig, BrokerHandle, Endpoints};
 
-use crate::convert::{guard, SLICE};
-use crate::errors::{invalid, to_py};
+use crate::convert::{guard, int_in, MAX_MS, SLICE};
+use crate::errors::to_py;
 use crate::exit::released;
 
 /// A zmws broker. `start()` binds its sockets (and opens the durable job
@@ -18,6 +18,14 @@ use crate::exit::released;
 pub struct PyBroker {
     config: BrokerConfig,
     running: Mutex<Option<(BrokerHandle, Endpoints)>>,
+}
+
+/// Largest byte or job count accepted (the C API's limit for sizes).
+const MAX_COUNT: u64 = 1 << 40;
+
+/// An optional integer option in `min..=max`; `None` keeps the default.
+fn opt(v: Option<&Bound<'_, PyAny>>, what: &str, min: u64, max: u64) -> PyResult<Option<u64>> {
+    v.filter(|v| !v.is_none()).map(|v| int_in(v, what, min, max)).transpose()
 }
 
 impl PyBroker {
@@ -65,65 +73,64 @@ impl PyBroker {
         client_endpoint: String,
         worker_endpoint: String,
         news_endpoint: Option<String>,
-        heartbeat_ms: Option<u64>,
-        liveness: Option<u32>,
-        job_timeout_ms: Option<u64>,
-        max_attempts: Option<u32>,
-        result_ttl_ms: Option<u64>,
-        max_finished: Option<usize>,
-        history_len: Option<usize>,
-        max_payload: Option<usize>,
-        max_queued: Option<usize>,
-        max_workers_per_service: Option<usize>,
-        list_limit: Option<usize>,
-        hwm: Option<i32>,
+        heartbeat_ms: Option<&Bound<'_, PyAny>>,
+        liveness: Option<&Bound<'_, PyAny>>,
+        job_timeout_ms: Option<&Bound<'_, PyAny>>,
+        max_attempts: Option<&Bound<'_, PyAny>>,
+        result_ttl_ms: Option<&Bound<'_, PyAny>>,
+        max_finished: Option<&Bound<'_, PyAny>>,
+        history_len: Option<&Bound<'_, PyAny>>,
+        max_payload: Option<&Bound<'_, PyAny>>,
+        max_queued: Option<&Bound<'_, PyAny>>,
+        max_workers_per_service: Option<&Bound<'_, PyAny>>,
+        list_limit: Option<&Bound<'_, PyAny>>,
+        hwm: Option<&Bound<'_, PyAny>>,
         data_dir: Option<std::path::PathBuf>,
-        spin_us: Option<u32>,
+        spin_us: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyBroker> {
+        // The same limits as the C API's zmws_broker_set_* (and the config
+        // file's for the options C lacks); None keeps the default.
         let mut config = BrokerConfig { client_endpoint, worker_endpoint, news_endpoint, ..BrokerConfig::default() };
         let e = &mut config.engine;
-        if let Some(v) = heartbeat_ms {
-            e.heartbeat_ms = v.max(1);
+        if let Some(v) = opt(heartbeat_ms, "heartbeat_ms", 1, MAX_MS)? {
+            e.heartbeat_ms = v;
         }
-        if let Some(v) = liveness {
-            e.liveness = v.max(1);
+        if let Some(v) = opt(liveness, "liveness", 1, u32::MAX as u64)? {
+            e.liveness = v as u32;
         }
-        if let Some(v) = job_timeout_ms {
-            e.job_timeout_ms = v.max(1);
+        if let Some(v) = opt(job_timeout_ms, "job_timeout_ms", 1, MAX_MS)? {
+            e.job_timeout_ms = v;
         }
-        if let Some(v) = max_attempts {
-            e.max_attempts = v.max(1);
+        if let Some(v) = opt(max_attempts, "max_attempts", 1, u32::MAX as u64)? {
+            e.max_attempts = v as u32;
         }
-        if let Some(v) = result_ttl_ms {
+        if let Some(v) = opt(result_ttl_ms, "result_ttl_ms", 1, MAX_MS)? {
             e.result_ttl_ms = v;
         }
-        if let Some(v) = max_finished {
-            e.max_finished = v;
+        if let Some(v) = opt(max_finished, "max_finished", 0, MAX_COUNT)? {
+            e.max_finished = v as usize;
         }
-        if let Some(v) = history_len {
-            e.history_len = v;
+        if let Some(v) = opt(history_len, "history_len", 0, MAX_COUNT)? {
+            e.history_len = v as usize;
         }
-        if let Some(v) = max_payload {
-            e.max_payload = v;
+        if let Some(v) = opt(max_payload, "max_payload", 1, MAX_COUNT)? {
+            e.max_payload = v as usize;
         }
-        if let Some(v) = max_queued {
-            e.max_queued = v;
+        if let Some(v) = opt(max_queued, "max_queued", 1, MAX_COUNT)? {
+            e.max_queued = v as usize;
         }
-        if let Some(v) = max_workers_per_service {
-            e.max_workers_per_service = v;
+        if let Some(v) = opt(max_workers_per_service, "max_workers_per_service", 1, MAX_COUNT)? {
+            e.max_workers_per_service = v as usize;
         }
-        if let Some(v) = list_limit {
-            e.list_limit = v;
+        if let Some(v) = opt(list_limit, "list_limit", 0, MAX_COUNT)? {
+            e.list_limit = v as usize;
         }
-        if let Some(v) = hwm {
-            config.hwm = v;
+        if let Some(v) = opt(hwm, "hwm", 1, i32::MAX as u64)? {
+            config.hwm = v as i32;
         }
         config.data_dir = data_dir;
-        if let Some(v) = spin_us {
-            if v > zmws::broker::MAX_SPIN_US {
-                return Err(invalid(format!("spin_us must be at most {}", zmws::broker::MAX_SPIN_US)));
-            }
-            config.spin_us = v;
+        if let Some(v) = opt(spin_us, "spin_us", 0, zmws::broker::MAX_SPIN_US as u64)? {
+            config.spin_us = v as u32;
         }
         Ok(PyBroker { config, running: Mutex::new(None) })
     }

@@ -68,6 +68,9 @@ impl PyClient {
         F: FnOnce(&mut Client, &dyn Fn(&[u8])) -> zmws::Result<T> + Send + 'static,
     {
         let shared = self.shared()?;
+        // The request timeout as set now: the setter only stores it (it must
+        // not wait for a request running on another thread), it is applied here.
+        let request_timeout = *self.request_timeout.lock();
         let (tx, rx) = mpsc::channel::<Msg<T>>();
         let forward = on_partial.is_some();
         std::thread::Builder::new()
@@ -82,6 +85,7 @@ impl PyClient {
                 };
                 let out = guard("zmws client", || {
                     let mut client = shared.lock();
+                    client.set_request_timeout(request_timeout);
                     f(&mut client, &partial)
                 });
                 let _ = tx.send(Msg::Done(out));
@@ -121,6 +125,19 @@ impl PyClient {
 fn check_service(service: &str) -> PyResult<()> {
     if service.is_empty() || service.len() > 255 {
         return Err(invalid("service name must be 1 to 255 bytes"));
+    }
+    Ok(())
+}
+
+/// Refuses a single str or bytes where a sequence of payloads belongs
+/// (iterating it would make one job per character or byte).
+fn check_sequence(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
+    if obj.is_instance_of::<PyString>()
+        || obj.is_instance_of::<PyBytes>()
+        || obj.is_instance_of::<PyByteArray>()
+        || obj.is_instance_of::<PyMemoryView>()
+    {
+        return Err(PyTypeError::new_err(format!("{what} must be a sequence of payloads, not a single str or bytes")));
     }
     Ok(())
 }
@@ -169,13 +186,7 @@ impl PyClient {
     #[pyo3(signature = (service, payloads), text_signature = "(self, service, payloads)")]
     fn submit_batch(&self, py: Python<'_>, service: String, payloads: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         check_service(&service)?;
-        if payloads.is_instance_of::<PyString>()
-            || payloads.is_instance_of::<PyBytes>()
-            || payloads.is_instance_of::<PyByteArray>()
-            || payloads.is_instance_of::<PyMemoryView>()
-        {
-            return Err(PyTypeError::new_err("payloads must be a sequence of payloads, not a single str or bytes"));
-        }
+        check_sequence(payloads, "payloads")?;
         let mut items = Vec::new();
         for item in payloads.try_iter()? {
             items.push(to_bytes(&item?)?);
@@ -237,6 +248,7 @@ impl PyClient {
         return_exceptions: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         check_service(&service)?;
+        check_sequence(items, "items")?;
         let limit = crate::convert::timeout(timeout, "timeout")?;
         let mut payloads = Vec::new();
         for item in items.try_iter()? {
@@ -320,20 +332,19 @@ impl PyClient {
     }
 
     /// How long administrative requests (submit, status, …) wait for a
-    /// broker before failing over, in seconds.
+    /// broker before failing over, in seconds. Setting it never waits: a
+    /// request already running (on another thread) keeps the old value, the
+    /// next request uses the new one.
     #[getter]
     fn get_request_timeout(&self) -> f64 {
         self.request_timeout.lock().as_secs_f64()
     }
 
     #[setter]
-    fn set_request_timeout(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+    fn set_request_timeout(&self, seconds: f64) -> PyResult<()> {
         let rt = timeout(Some(seconds), "request_timeout")?.max(Duration::from_millis(1));
         *self.request_timeout.lock() = rt;
-        self.blocking(py, None, move |c, _| {
-            c.set_request_timeout(rt);
-            Ok(())
-        })
+        Ok(())
     }
 
     /// Whether `close()` was called.

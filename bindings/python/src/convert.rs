@@ -4,11 +4,35 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString};
 
 use crate::errors::invalid;
+
+/// The longest interval a setting accepts, in milliseconds (about 31
+/// years; the C API's `MAX_MS`): deadline arithmetic cannot overflow.
+pub const MAX_MS: u64 = 1_000_000_000_000;
+
+/// An integer argument in `min..=max`; anything else raises `InvalidArgument`
+/// naming the argument and the value (`TypeError` for a non-integer).
+pub fn int_in(obj: &Bound<'_, PyAny>, what: &str, min: u64, max: u64) -> PyResult<u64> {
+    let py = obj.py();
+    let bad = || {
+        let shown = obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+        invalid(format!("{what} must be between {min} and {max}, not {shown}"))
+    };
+    match obj.extract::<i128>() {
+        Ok(v) if v >= min as i128 && v <= max as i128 => Ok(v as u64),
+        Ok(_) => Err(bad()),
+        Err(e) if e.is_instance_of::<PyOverflowError>(py) => Err(bad()),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{what} must be an integer, not {}",
+            obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+        ))),
+    }
+}
 
 /// The longest wait we hand to the core (a year): larger values, and `None`,
 /// mean "wait as long as it takes" without overflowing `Instant + Duration`.
@@ -20,14 +44,23 @@ pub const SLICE: Duration = Duration::from_millis(100);
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static JSON_LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// `json.dumps` in its compact form, as UTF-8 bytes.
+/// `json.dumps` in its compact form, as UTF-8 bytes. NaN and infinities,
+/// which JSON has no words for, raise `InvalidArgument`.
 pub fn json_dumps(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let py = obj.py();
     let dumps = JSON_DUMPS.import(py, "json", "dumps")?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("separators", (",", ":"))?;
     kwargs.set_item("ensure_ascii", false)?;
-    let text = dumps.call((obj,), Some(&kwargs))?;
+    kwargs.set_item("allow_nan", false)?;
+    let text = dumps.call((obj,), Some(&kwargs)).map_err(|e| {
+        if e.is_instance_of::<PyValueError>(py) {
+            // json's only ValueErrors: NaN/Infinity and circular references.
+            invalid(format!("cannot JSON-encode the payload: {}", e.value(py)))
+        } else {
+            e
+        }
+    })?;
     Ok(text.cast::<PyString>()?.to_cow()?.as_bytes().to_vec())
 }
 

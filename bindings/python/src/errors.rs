@@ -9,7 +9,7 @@ create_exception!(zmws, ZmwsError, PyException, "Base class of every error raise
 create_exception!(zmws, Timeout, ZmwsError, "A wait ran past its deadline (no answer, no result in time).");
 create_exception!(zmws, NoSuchService, ZmwsError, "No worker has ever offered the requested service.");
 create_exception!(zmws, InvalidArgument, ZmwsError, "An argument was empty, malformed or otherwise unusable.");
-create_exception!(zmws, JobFailed, ZmwsError, "The job failed; `reason` holds the worker's message.");
+create_exception!(zmws, JobFailed, ZmwsError, "The job failed, ran out of attempts or was cancelled; see `.reason`.");
 create_exception!(zmws, QueueFull, ZmwsError, "The broker refused the job: its queue or a limit is full.");
 create_exception!(zmws, Closed, ZmwsError, "The client, worker or broker was stopped or closed.");
 create_exception!(zmws, NotFound, ZmwsError, "The job id is unknown (never existed or expired).");

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use zmws::{Job, Worker, WorkerConfig, WorkerEvent};
 
-use crate::convert::{guard, timeout as timeout_secs, to_bytes, to_param, SLICE};
+use crate::convert::{guard, int_in, timeout as timeout_secs, to_bytes, to_param, MAX_MS, SLICE};
 use crate::errors::{invalid, to_py, Closed, InvalidArgument};
 use crate::exit::{released, LoopGuard};
 
@@ -218,32 +218,35 @@ impl PyWorker {
     }
 
     /// Connects to the broker (called by `zmws.Worker.__init__`).
-    #[pyo3(signature = (endpoint, service, capacity = 1, heartbeat_ms = 1000, liveness = 3, idle_after = 3, reconnect_ms = 250))]
+    #[pyo3(signature = (endpoint, service, capacity, heartbeat_ms, liveness, idle_after, reconnect_ms))]
     #[allow(clippy::too_many_arguments)]
     fn _connect(
         &self,
         py: Python<'_>,
         endpoint: &Bound<'_, PyAny>,
         service: String,
-        capacity: u32,
-        heartbeat_ms: u64,
-        liveness: u32,
-        idle_after: u32,
-        reconnect_ms: u64,
+        capacity: &Bound<'_, PyAny>,
+        heartbeat_ms: &Bound<'_, PyAny>,
+        liveness: &Bound<'_, PyAny>,
+        idle_after: &Bound<'_, PyAny>,
+        reconnect_ms: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         if self.inner.lock().is_some() {
             return Err(invalid("this worker is already connected"));
         }
-        if heartbeat_ms == 0 {
-            return Err(invalid("heartbeat_ms must be at least 1"));
-        }
+        let capacity = int_in(capacity, "capacity", 1, u32::MAX as u64)? as u32;
+        let heartbeat_ms = int_in(heartbeat_ms, "heartbeat_ms", 1, MAX_MS)?;
+        let liveness = int_in(liveness, "liveness", 1, u32::MAX as u64)? as u32;
+        // heartbeat_ms × idle_after must not overflow.
+        let idle_after = int_in(idle_after, "idle_after", 1, 1_000_000)? as u32;
+        let reconnect_ms = int_in(reconnect_ms, "reconnect_ms", 0, MAX_MS)?;
         let endpoints = crate::convert::endpoints(endpoint)?;
         let mut config = WorkerConfig::new("", &service);
         config.endpoints = endpoints.clone();
         config.capacity = capacity;
         config.heartbeat_ms = heartbeat_ms;
-        config.liveness = liveness.max(1);
-        config.idle_after = idle_after.max(1);
+        config.liveness = liveness;
+        config.idle_after = idle_after;
         config.reconnect_ms = reconnect_ms;
         let worker = released(py, move || guard("Worker()", move || Worker::with_config(config))).map_err(to_py)?;
         let mut inner = self.inner.lock();

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_broker_max_attempts():
 
 
 def test_broker_spin_us_serves_calls_and_refuses_a_too_long_spin():
-    with pytest.raises(zmws.InvalidArgument, match="spin_us must be at most 10000"):
+    with pytest.raises(zmws.InvalidArgument, match="spin_us must be between 0 and 10000, not 10001"):
         zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, spin_us=10_001)
     with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None,
                      heartbeat_ms=HEARTBEAT_MS, spin_us=300) as b:
@@ -91,6 +92,40 @@ def test_broker_spin_us_serves_calls_and_refuses_a_too_long_spin():
         finally:
             w.stop()
             t.join(timeout=5)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("heartbeat_ms", 0), ("heartbeat_ms", -1), ("heartbeat_ms", 10**12 + 1),
+    ("liveness", 0), ("liveness", 2**32),
+    ("job_timeout_ms", 0), ("job_timeout_ms", 2**64 - 1), ("job_timeout_ms", 2**200),
+    ("max_attempts", 0), ("max_attempts", -1),
+    ("result_ttl_ms", 0), ("max_payload", 0), ("max_queued", 2**40 + 1),
+    ("max_finished", -1), ("history_len", -1), ("max_workers_per_service", 0),
+    ("list_limit", -1), ("hwm", 0), ("hwm", 2**31), ("spin_us", -1),
+])
+def test_broker_checks_number_ranges_like_the_c_api(name, value):
+    with pytest.raises(zmws.InvalidArgument,
+                       match=rf"^{name} must be between \d+ and \d+, not {value}$"):
+        zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **{name: value})
+
+
+def test_broker_accepts_the_limits_and_refuses_non_integers():
+    b = zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, heartbeat_ms=10**12,
+                    liveness=2**32 - 1, job_timeout_ms=1, max_attempts=1, history_len=0,
+                    max_queued=2**40, hwm=2**31 - 1, spin_us=0, max_finished=None)
+    assert b.heartbeat_ms == 10**12
+    with pytest.raises(TypeError, match="max_attempts must be an integer"):
+        zmws.Broker(max_attempts="3")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("capacity", -1), ("capacity", 0), ("capacity", 2**32), ("heartbeat_ms", 0),
+    ("heartbeat_ms", -1), ("liveness", 0), ("idle_after", 0), ("reconnect_ms", -1),
+])
+def test_worker_checks_number_ranges(broker, name, value):
+    with pytest.raises(zmws.InvalidArgument,
+                       match=rf"^{name} must be between \d+ and \d+, not {value}$"):
+        zmws.Worker(broker.worker_endpoint, service="X", **{name: value})
 
 
 def test_client_arguments(broker):
@@ -118,6 +153,53 @@ def test_client_arguments(broker):
     with pytest.raises(zmws.Closed):
         c.workers()
     c.close()
+
+
+def test_setting_request_timeout_does_not_wait_for_a_running_call(broker, client, serve):
+    started = threading.Event()
+
+    def slow(job_id, param):
+        started.set()
+        time.sleep(1.5)
+        return b"slow"
+
+    serve(zmws.Worker(broker.worker_endpoint, service="SLOW", heartbeat_ms=HEARTBEAT_MS, work=slow))
+    results = []
+    t = threading.Thread(target=lambda: results.append(client.call("SLOW", b"", timeout=10)))
+    t.start()
+    try:
+        assert started.wait(5)
+        t0 = time.monotonic()
+        client.request_timeout = 0.75
+        assert time.monotonic() - t0 < 0.5
+        assert client.request_timeout == 0.75
+    finally:
+        t.join(timeout=10)
+    assert results == [b"slow"]
+    # The next request runs with the new value.
+    assert client.service_available("SLOW")
+
+
+def test_map_refuses_a_single_str_or_bytes(client):
+    for items in ("abc", b"ab", bytearray(b"ab"), memoryview(b"ab")):
+        with pytest.raises(TypeError, match="items must be a sequence of payloads"):
+            client.map("ECHO", items)
+        with pytest.raises(TypeError, match="payloads must be a sequence of payloads"):
+            client.submit_batch("ECHO", items)
+
+
+def test_nan_and_infinity_are_not_sent_as_json(broker, client, serve):
+    for bad in (float("nan"), float("inf"), {"x": float("-inf")}, [1.0, float("nan")]):
+        with pytest.raises(zmws.InvalidArgument, match="cannot JSON-encode the payload: Out of range float"):
+            client.call("ECHO", bad)
+        with pytest.raises(zmws.InvalidArgument, match="cannot JSON-encode"):
+            client.submit("ECHO", bad)
+        with pytest.raises(zmws.InvalidArgument, match="cannot JSON-encode"):
+            client.map("ECHO", [bad])
+    serve(zmws.Worker(broker.worker_endpoint, service="NAN", heartbeat_ms=HEARTBEAT_MS,
+                      work=lambda job_id, param: {"v": float("nan")}))
+    with pytest.raises(zmws.JobFailed, match="cannot send: cannot JSON-encode"):
+        client.call("NAN", b"", timeout=10)
 
 
 def _dead_endpoint() -> str:

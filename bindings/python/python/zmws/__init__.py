@@ -76,7 +76,9 @@ __all__ = [
 
 
 def _reason(self: BaseException) -> str:
-    """The worker's reason for the failure (the exception text)."""
+    """The failure the broker recorded: the worker's text (its exception
+    text), or ``job failed after N attempt(s): …`` when attempts ran out,
+    or ``cancelled by a client``."""
     return str(self.args[0]) if self.args else ""
 
 
