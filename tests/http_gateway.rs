@@ -30,6 +30,23 @@ fn job_id(r: &gateway::Resp) -> String {
     id
 }
 
+/// One `GET` over a plain socket (for heads ureq will not send): status and body.
+fn raw_get(base: &str, target: &str, extra_headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra_headers}\r\n");
+    s.write_all(head.as_bytes()).expect("send");
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).expect("read");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status line: {text:.200}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
 #[test]
 fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     let inst = walkthrough_install();
@@ -137,6 +154,52 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     let r = http.put("/STR-REV");
     assert_eq!(r.status, 405);
     assert!(!r.error().is_empty());
+    assert_eq!(r.header("allow"), Some("GET,POST"));
+    for (path, allow) in [("/healthz", "GET,HEAD"), ("/metrics", "GET,HEAD"), (&*format!("/jobs/{done_id}"), "GET,HEAD,DELETE")] {
+        let r = http.put(path);
+        assert_eq!((r.status, r.header("allow")), (405, Some(allow)), "{path}");
+        assert!(!r.error().is_empty(), "{path}");
+    }
+
+    // --- HEAD: 405 where a GET submits or runs a job, a bodiless GET elsewhere ---
+    let submitted = |http: &gateway::Http| http.metric("zmws_jobs_submitted_total{service=\"ECHO\"}");
+    let before = submitted(&http);
+    assert!(before >= 1.0, "ECHO has run jobs already");
+    for path in ["/ECHO", "/ECHO?q=1", "/SYNC-ECHO?q=1", "/SYNC:ECHO", "/SYNC%2DECHO?q=1", "/NOPE"] {
+        let r = http.head(path);
+        assert_eq!(r.status, 405, "HEAD {path}");
+        assert_eq!(r.header("allow"), Some("GET,POST"), "HEAD {path}");
+        assert!(r.content_type.starts_with("application/json"), "HEAD {path}: {}", r.content_type);
+        assert!(r.body.is_empty(), "HEAD {path}");
+    }
+    assert_eq!(submitted(&http), before, "a HEAD request created a job");
+    for path in [
+        "/healthz".to_string(),
+        "/metrics".to_string(),
+        "/SERVER-WORKERS".to_string(),
+        "/SERVER-HIST".to_string(),
+        format!("/jobs/{done_id}"),
+        format!("/jobs/{done_id}/result"),
+    ] {
+        let r = http.head(&path);
+        assert_eq!(r.status, 200, "HEAD {path}");
+        assert!(r.body.is_empty(), "HEAD {path}");
+        assert!(r.header("allow").is_none(), "HEAD {path}");
+    }
+    assert_eq!(http.head("/jobs/0123456789abcdef0123456789abcdef").status, 404);
+    assert_eq!(http.get(&format!("/jobs/{done_id}")).json()["state"], "complete", "HEAD changed nothing");
+    // 414 and 431 come from hyper, before the routes, with an empty body
+    // (docs/HTTP.md). ureq refuses such URIs itself, so these go over a raw socket.
+    let target = |n: usize| format!("/NOPE?q={}", "a".repeat(n - "/NOPE?q=".len()));
+    let (status, body) = raw_get(&http.base, &target(65_534), "");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    for n in [65_535, 100_000] {
+        assert_eq!(raw_get(&http.base, &target(n), ""), (414, String::new()), "target of {n} bytes");
+    }
+    let many: String = (0..101).map(|i| format!("X-H{i}: 1\r\n")).collect();
+    assert_eq!(raw_get(&http.base, "/healthz", &many), (431, String::new()));
+    assert_eq!(submitted(&http), before, "an over-long request created a job");
     // 413 (repeated, and larger than the socket buffers: the answer must
     // reach the client, not be lost to a connection reset)
     for size in [70_000usize, 3_000_000].iter().cycle().take(12) {
@@ -165,9 +228,16 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     let r = http.delete(&format!("/jobs/{slow_id}"));
     assert_eq!((r.status, r.json()["state"].clone()), (200, json!("cancelled")));
     assert_eq!(http.get(&format!("/jobs/{slow_id}")).json()["state"], "cancelled");
+    // Cancel is idempotent: cancelling a cancelled job answers 200 again.
+    let r = http.delete(&format!("/jobs/{slow_id}"));
+    assert_eq!((r.status, r.json()["state"].clone(), r.json()["job_id"].clone()), (200, json!("cancelled"), json!(slow_id)));
     assert_eq!(http.get(&format!("/jobs/{slow_id}/result")).status, 410);
     let r = http.delete(&format!("/jobs/{done_id}"));
     assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.error().contains("already finished"), "{}", r.text());
+    let r = http.delete(&format!("/jobs/{failed_id}"));
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(http.get(&format!("/jobs/{done_id}")).json()["state"], "complete");
 
     // --- the seed's server commands ----------------------------------------------
     for path in ["/SERVER-JOBS", "/SERVER-ACTIVE", "/SERVER-HIST", "/SERVER-SERVICES"] {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
@@ -143,7 +143,28 @@ async fn not_found(req: Request) -> Response {
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    error_response(405, &format!("method {} is not allowed on {}", req.method(), req.uri().path()), &[])
+    method_refused(req.method(), req.uri().path(), "")
+}
+
+/// The methods a path answers, for `Allow`. `HEAD` (a `GET` without the
+/// body) only where a `GET` has no side effects: not on service routes,
+/// where a `GET` submits or runs a job.
+fn allowed_methods(path: &str) -> &'static str {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["jobs", _] => "GET,HEAD,DELETE",
+        ["jobs", _, "result"] | ["healthz"] | ["metrics"] => "GET,HEAD",
+        [name] if params::path_decode(name).starts_with(b"SERVER-") => "GET,HEAD,POST",
+        _ => "GET,POST",
+    }
+}
+
+/// `405` with the JSON error body and an `Allow` header naming what `path` answers.
+fn method_refused(method: &Method, path: &str, why: &str) -> Response {
+    let allow = allowed_methods(path);
+    let mut r = error_response(405, &format!("method {method} is not allowed on {path}{why} (allowed: {allow})"), &[]);
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 // ------------------------------------------------------------------ helpers
@@ -282,6 +303,8 @@ async fn job_result(State(st): St, req: Request) -> Response {
     }
 }
 
+/// `DELETE /jobs/{id}`. Idempotent, like the broker's `zmws.cancel`: a job
+/// already cancelled answers 200 again; a completed or failed one 409.
 async fn job_cancel(State(st): St, req: Request) -> Response {
     let id = match job_id_from(&req) {
         Ok(id) => id,
@@ -317,7 +340,8 @@ async fn server_command(st: &AppState, name: &str) -> Response {
     }
 }
 
-/// `GET|POST /SERVICE` (async), `/SYNC-SERVICE` and `/SYNC:SERVICE` (wait).
+/// `GET|POST /SERVICE` (async), `/SYNC-SERVICE` and `/SYNC:SERVICE` (wait);
+/// `HEAD` gets 405 here, except on the read-only `SERVER-*` commands.
 async fn service(State(st): St, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let segment = parts.uri.path().trim_start_matches('/');
@@ -327,6 +351,10 @@ async fn service(State(st): St, req: Request) -> Response {
     };
     if name.starts_with("SERVER-") {
         return server_command(&st, &name).await;
+    }
+    // axum answers HEAD with the GET handler; here a GET submits or runs a job.
+    if parts.method == Method::HEAD {
+        return method_refused(&parts.method, parts.uri.path(), ": it would submit or run a job");
     }
     let (sync, svc) = match name.strip_prefix("SYNC-").or_else(|| name.strip_prefix("SYNC:")) {
         Some(rest) => (true, rest.to_string()),

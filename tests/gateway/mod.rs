@@ -268,6 +268,16 @@ impl Http {
         Http::finish(rb.send(b"{}"), &format!("POST {url}"))
     }
 
+    /// HEAD: the body of the response is always empty.
+    pub fn head(&self, path: &str) -> Resp {
+        let url = format!("{}{path}", self.base);
+        let mut rb = self.agent.head(&url);
+        if let Some(a) = self.auth() {
+            rb = rb.header("Authorization", &a);
+        }
+        Http::finish(rb.call(), &format!("HEAD {url}"))
+    }
+
     pub fn put(&self, path: &str) -> Resp {
         let url = format!("{}{path}", self.base);
         let mut rb = self.agent.put(&url);
