@@ -845,16 +845,14 @@ impl Engine {
     /// Majordomo worker) is allowed the zguide reference interval of
     /// [`STOCK_WORKER_HEARTBEAT_MS`] when the broker's is shorter: such
     /// workers heartbeat at their own pace and send nothing while working.
-    fn silence_allowed_ms(&self, extended: bool) -> u64 {
-        let heartbeat = if extended { self.config.heartbeat_ms } else { self.config.heartbeat_ms.max(STOCK_WORKER_HEARTBEAT_MS) };
-        heartbeat * self.config.liveness as u64
+    fn silence_allowed_ms(config: &EngineConfig, extended: bool) -> u64 {
+        let heartbeat = if extended { config.heartbeat_ms } else { config.heartbeat_ms.max(STOCK_WORKER_HEARTBEAT_MS) };
+        heartbeat * config.liveness as u64
     }
 
     fn touch(&mut self, peer: &[u8], now: u64) {
-        let Some(extended) = self.workers.get(peer).map(|w| w.extended) else { return };
-        let expiry = now + self.silence_allowed_ms(extended);
         if let Some(w) = self.workers.get_mut(peer) {
-            w.expiry_ms = expiry;
+            w.expiry_ms = now + Engine::silence_allowed_ms(&self.config, w.extended);
             w.last_seen_ms = now;
         }
     }
@@ -879,7 +877,7 @@ impl Engine {
         }
         let ext = ext.as_deref().and_then(protocol::parse_ready_extension);
         let v02 = version == Version::V02;
-        let expiry_ms = now + self.silence_allowed_ms(ext.is_some() && v02);
+        let expiry_ms = now + Engine::silence_allowed_ms(&self.config, ext.is_some() && v02);
         let identity: Rc<[u8]> = Rc::from(peer.into_boxed_slice());
         self.workers.insert(
             identity.clone(),
