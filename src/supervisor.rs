@@ -3,27 +3,31 @@
 //!
 //! * `start` runs every process detached (its own session, stdin closed,
 //!   stdout and stderr appended to `logs/NAME.log`) and writes its pid to
-//!   `run/NAME.pid`. The broker runs as `zmws broker -c FILE`; each worker
-//!   instance runs under a `zmws supervise` process that restarts it when it
-//!   ends (exponential backoff, reset after a long enough run).
-//! * `stop` sends SIGTERM (a supervisor passes it on to its worker, which
-//!   finishes its current job), waits up to the grace period, then SIGKILLs
-//!   the whole process group, so nothing is left behind. Workers stop before
-//!   the broker so their last results still reach it.
+//!   `run/NAME.pid`. The broker runs as `zmws broker --config FILE`; each
+//!   worker instance runs under a `zmws supervise --pid-file run/NAME.pid`
+//!   process that restarts it when it ends (exponential backoff, reset after
+//!   a long enough run). The worker gets SIGTERM if its supervisor dies.
+//! * `stop` sends SIGTERM (a supervisor gets the grace period with it, passes
+//!   SIGTERM on to its worker, which finishes its current job), waits up to
+//!   the grace period, then SIGKILLs the whole process group, so nothing is
+//!   left behind. Workers stop before the broker so their last results still
+//!   reach it.
 //! * `status` prints each process with its pid, up or down, and for workers
 //!   the service and the jobs done (from the broker's `zmws.workers`).
 //!
-//! A pid file is trusted only if that pid is alive, not a zombie, and runs a
-//! `zmws` executable: a stale file (or a pid reused by another program) is
-//! reported and never signalled.
+//! A pid file is trusted only if its process is alive, not a zombie, and
+//! provably this installation's: a zmws supervisor whose `--pid-file` is that
+//! very file, or a zmws broker whose `--config` is this configuration file.
+//! Anything else (a stale file, a reused pid, another program's pid file in a
+//! shared `run_dir`) is never signalled.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client::Client;
@@ -38,10 +42,13 @@ use crate::job::WorkerInfo;
 pub enum PidState {
     /// No pid file.
     Absent,
-    /// The process runs.
+    /// The process runs and is this installation's.
     Running(i32),
-    /// The pid file names a process that is gone (or is not a zmws process).
+    /// The pid file names a process that is gone.
     Stale(i32),
+    /// The pid file names a live process this installation did not start
+    /// (a reused pid, or another program's pid file).
+    Foreign(i32),
 }
 
 /// Reads `NAME.pid`: a decimal pid, optionally followed by a newline.
@@ -71,35 +78,112 @@ pub fn alive(pid: i32) -> bool {
             !matches!(state, Some('Z') | Some('X'))
         }
         // No stat: on Linux the process just went away; without /proc, trust kill(2).
-        Err(_) => !Path::new("/proc/self").exists(),
+        Err(_) => !have_proc(),
     }
 }
 
-/// Whether `pid` runs a zmws executable (guards against pid reuse). Without
-/// `/proc` it cannot tell and says yes.
-fn is_zmws(pid: i32) -> bool {
-    match fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => {
-            let argv0 = cmd.split(|b| *b == 0).next().unwrap_or(&[]);
-            let name = Path::new(std::str::from_utf8(argv0).unwrap_or("")).file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.starts_with("zmws")
+fn have_proc() -> bool {
+    Path::new("/proc/self").exists()
+}
+
+/// The arguments of `pid`, from `/proc/PID/cmdline`.
+fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args: Vec<String> = raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    if args.last().is_some_and(|a| a.is_empty()) {
+        args.pop();
+    }
+    Some(args)
+}
+
+/// The value of `--flag VALUE` or `--flag=VALUE` among the options (before `--`).
+fn option_value<'a>(args: &'a [String], flags: &[&str]) -> Option<&'a str> {
+    let opts = args.iter().position(|a| a == "--").map_or(args, |end| &args[..end]);
+    for (i, a) in opts.iter().enumerate() {
+        for flag in flags {
+            if a == flag {
+                return opts.get(i + 1).map(String::as_str);
+            }
+            if let Some(v) = a.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')) {
+                return Some(v);
+            }
         }
-        Err(_) => !Path::new("/proc/self").exists(),
+    }
+    None
+}
+
+/// Whether `named` (an argument of process `pid`, relative to its working
+/// directory) is the file `path`.
+fn same_file(pid: i32, named: &str, path: &Path) -> bool {
+    let named = Path::new(named);
+    let named = if named.is_absolute() {
+        named.to_path_buf()
+    } else {
+        match fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) => cwd.join(named),
+            Err(_) => return false,
+        }
+    };
+    match (fs::canonicalize(&named), fs::canonicalize(path)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => named == path,
     }
 }
 
-/// The state of the process behind a pid file.
-pub fn pid_state(path: &Path) -> PidState {
+/// Whether live process `pid` is the one this installation started for
+/// `pid_file`: a `zmws supervise --pid-file PID_FILE …` (a worker instance)
+/// or a `zmws broker --config CONFIG` (the broker). Without `/proc` it
+/// cannot tell and says yes.
+fn is_ours(pid: i32, pid_file: &Path, kind: Kind, config: &Path) -> bool {
+    let Some(args) = cmdline(pid) else { return !have_proc() };
+    let exe = args.first().and_then(|a| Path::new(a).file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    if !exe.starts_with("zmws") {
+        return false;
+    }
+    match kind {
+        Kind::Worker => {
+            args.get(1).map(String::as_str) == Some("supervise")
+                && option_value(&args, &["--pid-file"]).is_some_and(|f| same_file(pid, f, pid_file))
+        }
+        Kind::Broker => {
+            args.get(1).map(String::as_str) == Some("broker")
+                && option_value(&args, &["--config", "-c"]).is_some_and(|f| same_file(pid, f, config))
+        }
+    }
+}
+
+/// The state of the process behind a pid file that `kind` of this
+/// installation (configuration file `config`) would have written.
+pub fn pid_state(path: &Path, kind: Kind, config: &Path) -> PidState {
     match read_pid(path) {
         None => PidState::Absent,
-        Some(pid) if alive(pid) && is_zmws(pid) => PidState::Running(pid),
-        Some(pid) => PidState::Stale(pid),
+        Some(pid) if !alive(pid) => PidState::Stale(pid),
+        Some(pid) if is_ours(pid, path, kind, config) => PidState::Running(pid),
+        Some(pid) => PidState::Foreign(pid),
+    }
+}
+
+/// Why a pid file is not trusted, for messages: `PID 4242 is not running`.
+fn untrusted_reason(state: PidState) -> Option<String> {
+    match state {
+        PidState::Stale(pid) => Some(format!("PID {pid} is not running")),
+        PidState::Foreign(pid) => Some(format!("PID {pid} is not a process of this installation")),
+        PidState::Absent | PidState::Running(_) => None,
     }
 }
 
 fn signal(pid: i32, sig: libc::c_int) -> bool {
     // SAFETY: plain kill(2) on a pid we verified; negative pids address a group.
     unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// SIGTERM carrying `grace` (ms) for a supervisor (`sigqueue`); a plain
+/// SIGTERM if that fails.
+fn signal_stop_with_grace(pid: i32, grace: Duration) -> bool {
+    let ms = usize::try_from(grace.as_millis()).unwrap_or(usize::MAX);
+    let value = libc::sigval { sival_ptr: ms as *mut libc::c_void };
+    // SAFETY: sigqueue(3) on a pid we verified; the value is a plain integer.
+    unsafe { libc::sigqueue(pid, libc::SIGTERM, value) == 0 || signal(pid, libc::SIGTERM) }
 }
 
 /// Whether any process is left in process group `pgid`.
@@ -306,19 +390,19 @@ fn spawn_detached(spec: &ProcSpec) -> Result<Child> {
 
 /// Checks an existing pid file before starting: `Some(pid)` when the process
 /// already runs; removes a stale file (saying so).
-fn check_existing(spec: &ProcSpec, out: &mut dyn Write) -> Option<i32> {
-    match pid_state(&spec.pid_file) {
-        PidState::Running(pid) => {
-            let _ = writeln!(out, "{} already running (PID {pid})", spec.name);
-            Some(pid)
-        }
-        PidState::Stale(pid) => {
-            let _ = writeln!(out, "removing stale pid file {} (PID {pid} is not running)", spec.pid_file.display());
-            let _ = fs::remove_file(&spec.pid_file);
-            None
-        }
-        PidState::Absent => None,
+fn check_existing(spec: &ProcSpec, config: &Path, out: &mut dyn Write) -> Option<i32> {
+    let state = pid_state(&spec.pid_file, spec.kind, config);
+    if let PidState::Running(pid) = state {
+        let _ = writeln!(out, "{} already running (PID {pid})", spec.name);
+        return Some(pid);
     }
+    if let Some(why) = untrusted_reason(state) {
+        // The file is this configuration's own (its name and place): whatever
+        // it names now is not the process `start` left there.
+        let _ = writeln!(out, "removing stale pid file {} ({why})", spec.pid_file.display());
+        let _ = fs::remove_file(&spec.pid_file);
+    }
+    None
 }
 
 /// A quick TCP probe of a `tcp://host:port` endpoint (other transports: yes).
@@ -351,7 +435,8 @@ fn http_url(cfg: &Config) -> String {
 // ------------------------------------------------------------------ start
 
 /// `zmws start`: starts the broker (`servers`) and the workers (`workers`)
-/// that are not running yet. Returns whether everything is up.
+/// that are not running yet. Returns whether everything is up. A broker that
+/// exits at once ends `start` there: no worker is started.
 pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -> Result<bool> {
     let p = &cfg.process;
     for dir in [&p.run_dir, &p.log_dir] {
@@ -370,13 +455,21 @@ pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) ->
                 let _ = writeln!(out, "no broker to start ([broker] enabled = false)");
             }
             Some(spec) => {
-                if check_existing(&spec, out).is_none() {
+                if check_existing(&spec, &cfg.path, out).is_none() {
+                    let taken = endpoints_in_use(cfg);
                     let mut child = spawn_detached(&spec)?;
                     let pid = child.id();
                     write_pid(&spec.pid_file, pid).map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
                     let _ = writeln!(out, "started {} (PID {pid}), log {}", spec.name, spec.log_file.display());
-                    if !wait_broker_ready(cfg, &mut child, &spec, timeout, out) {
-                        ok = false;
+                    match wait_broker_ready(cfg, &mut child, &spec, &taken, timeout, out) {
+                        BrokerStart::Ready => {}
+                        BrokerStart::Slow => ok = false,
+                        BrokerStart::Exited => {
+                            if workers && !cfg.workers.is_empty() {
+                                let _ = writeln!(out, "not starting the workers: {} is not running", spec.name);
+                            }
+                            return Ok(false);
+                        }
                     }
                 }
             }
@@ -390,7 +483,7 @@ pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) ->
         }
         let mut started: Vec<(ProcSpec, Child)> = Vec::new();
         for spec in specs.iter() {
-            if check_existing(spec, out).is_some() {
+            if check_existing(spec, &cfg.path, out).is_some() {
                 continue;
             }
             let child = spawn_detached(spec)?;
@@ -399,14 +492,45 @@ pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) ->
             let _ = writeln!(out, "started {} (PID {pid}): {}", spec.name, shell_words(&spec.command));
             started.push((spec.clone(), child));
         }
-        if !started.is_empty() && !wait_workers_ready(cfg, &mut started, specs.len(), timeout, out) {
+        if !started.is_empty() && !wait_workers_ready(cfg, &mut started, &specs, timeout, out) {
             ok = false;
         }
     }
     Ok(ok)
 }
 
-fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, timeout: Duration, out: &mut dyn Write) -> bool {
+/// How the broker `start` just ran came up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokerStart {
+    /// It answers on its client endpoint (and its HTTP port accepts).
+    Ready,
+    /// It runs but did not answer within the start timeout.
+    Slow,
+    /// It exited (port in use, bad data directory, …).
+    Exited,
+}
+
+/// The broker's endpoints that already accept connections before it runs:
+/// whatever answers there is another program, not the broker `start` runs.
+fn endpoints_in_use(cfg: &Config) -> Vec<String> {
+    let mut taken = Vec::new();
+    let client = cfg.client_endpoint();
+    if client.starts_with("tcp://") && reachable(&client) {
+        taken.push(client);
+    }
+    if cfg.http.enabled {
+        if let Ok(addr) = crate::config::parse_listen(&cfg.http.endpoint) {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok() {
+                taken.push(http_url(cfg));
+            }
+        }
+    }
+    taken
+}
+
+/// Waits until the broker just started answers (not trusting endpoints that
+/// were `taken` before it started), exits, or `timeout` passes.
+fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, taken: &[String], timeout: Duration, out: &mut dyn Write) -> BrokerStart {
     let deadline = Instant::now() + timeout;
     let http = cfg.http.enabled.then(|| crate::config::parse_listen(&cfg.http.endpoint).ok()).flatten();
     let mut zmq_ok = false;
@@ -418,7 +542,7 @@ fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, timeout: 
                 let _ = writeln!(out, "    {l}");
             }
             let _ = fs::remove_file(&spec.pid_file);
-            return false;
+            return BrokerStart::Exited;
         }
         if !zmq_ok {
             if c.is_none() {
@@ -430,30 +554,66 @@ fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, timeout: 
             None => true,
             Some(addr) => std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
         };
-        if zmq_ok && http_ok {
+        if zmq_ok && http_ok && taken.is_empty() {
             let mut line = format!("{} ready: clients {}", spec.name, cfg.client_endpoint());
             if cfg.http.enabled {
                 line.push_str(&format!(", http {}", http_url(cfg)));
             }
             let _ = writeln!(out, "{line}");
-            return true;
+            return BrokerStart::Ready;
         }
         if Instant::now() >= deadline {
-            let _ = writeln!(
-                out,
-                "warning: {} runs but did not answer within {} ms (see {})",
-                spec.name,
-                timeout.as_millis(),
-                spec.log_file.display()
-            );
-            return false;
+            if taken.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "warning: {} runs but did not answer within {} ms (see {})",
+                    spec.name,
+                    timeout.as_millis(),
+                    spec.log_file.display()
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "warning: {} runs, but another program already answered on {} before it started (see {})",
+                    spec.name,
+                    taken.join(" and "),
+                    spec.log_file.display()
+                );
+            }
+            return BrokerStart::Slow;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], expected: usize, timeout: Duration, out: &mut dyn Write) -> bool {
+/// How many instances of each service the configuration runs; instances whose
+/// service is unknown are under `None`.
+fn expected_per_service(specs: &[ProcSpec]) -> BTreeMap<Option<String>, usize> {
+    let mut want: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    for spec in specs {
+        *want.entry(spec.service.clone()).or_default() += 1;
+    }
+    want
+}
+
+/// How many of the expected workers the broker lists: per service of this
+/// configuration at most the instances it runs (so other installations'
+/// workers and leftovers do not count twice); for instances of unknown
+/// service, workers of services the configuration does not name.
+fn registered_count(listed: &[WorkerInfo], want: &BTreeMap<Option<String>, usize>) -> usize {
+    let mut live: BTreeMap<Option<String>, usize> = BTreeMap::new();
+    for w in listed {
+        let key = Some(w.service.clone());
+        let key = if want.contains_key(&key) { key } else { None };
+        *live.entry(key).or_default() += 1;
+    }
+    want.iter().map(|(service, n)| live.get(service).copied().unwrap_or(0).min(*n)).sum()
+}
+
+fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], specs: &[ProcSpec], timeout: Duration, out: &mut dyn Write) -> bool {
     let deadline = Instant::now() + timeout;
+    let want = expected_per_service(specs);
+    let expected = specs.len();
     let mut c = None;
     let mut live = 0usize;
     loop {
@@ -474,7 +634,7 @@ fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], expected:
             return false;
         }
         if let Some(ws) = c.as_mut().and_then(|c| c.workers().ok()) {
-            live = ws.len();
+            live = registered_count(&ws, &want);
             if live >= expected {
                 let _ = writeln!(out, "{live} worker(s) registered with the broker");
                 return true;
@@ -514,57 +674,65 @@ struct Target {
     pid: i32,
 }
 
-/// Pid files of workers: every `*.pid` in the run directory except the
-/// broker's (so instances removed from the config are still stopped).
-fn worker_pid_files(cfg: &Config) -> Vec<(String, PathBuf)> {
-    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for spec in worker_specs(cfg).unwrap_or_default() {
-        names.insert(spec.name.clone(), spec.pid_file.clone());
-    }
-    if let Ok(rd) = fs::read_dir(&cfg.process.run_dir) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.extension().and_then(|x| x.to_str()) != Some("pid") {
-                continue;
-            }
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
-            if stem != cfg.broker.name {
-                names.entry(stem).or_insert(path);
-            }
+/// Pid files in the run directory left by worker instances that are no longer
+/// in the configuration (count lowered, entry deleted) and whose process is
+/// still running: (name, pid file, pid). Only files whose process proves to
+/// be this installation's supervisor for that very file are listed; any other
+/// `*.pid` (another program's, in a shared `run_dir`) is left alone.
+fn leftover_workers(cfg: &Config) -> Vec<(String, PathBuf, i32)> {
+    let mut known: Vec<PathBuf> = worker_specs(cfg).unwrap_or_default().into_iter().map(|s| s.pid_file).collect();
+    known.push(cfg.process.run_dir.join(format!("{}.pid", cfg.broker.name)));
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(&cfg.process.run_dir) else { return out };
+    for e in rd.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("pid") || known.contains(&path) {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string) else { continue };
+        if let PidState::Running(pid) = pid_state(&path, Kind::Worker, &cfg.path) {
+            out.push((name, path, pid));
         }
     }
-    names.into_iter().collect()
+    out.sort();
+    out
 }
 
-fn collect_targets(list: &[(String, PathBuf)], out: &mut dyn Write) -> Vec<Target> {
+/// The running processes behind this configuration's own pid files; stale
+/// files (or files naming another program now) are reported and removed.
+fn collect_targets(list: &[(String, PathBuf)], kind: Kind, config: &Path, out: &mut dyn Write) -> Vec<Target> {
     let mut targets = Vec::new();
     for (name, pid_file) in list {
-        match pid_state(pid_file) {
-            PidState::Running(pid) => targets.push(Target { name: name.clone(), pid_file: pid_file.clone(), pid }),
-            PidState::Stale(pid) => {
-                let _ = writeln!(out, "{name} is not running (removing stale pid file {}, PID {pid})", pid_file.display());
-                let _ = fs::remove_file(pid_file);
-            }
-            PidState::Absent => {}
+        let state = pid_state(pid_file, kind, config);
+        if let PidState::Running(pid) = state {
+            targets.push(Target { name: name.clone(), pid_file: pid_file.clone(), pid });
+        } else if let Some(why) = untrusted_reason(state) {
+            let _ = writeln!(out, "{name} is not running (removing stale pid file {}: {why})", pid_file.display());
+            let _ = fs::remove_file(pid_file);
         }
     }
     targets
 }
 
-/// SIGTERM, wait up to `grace`, SIGKILL the process groups of what is left.
-fn stop_group(targets: Vec<Target>, grace: Duration, out: &mut dyn Write) {
+/// SIGTERM (for supervisors, carrying `grace`: `tell_grace`), wait up to
+/// `wait`, SIGKILL the process groups of what is left.
+fn stop_group(targets: Vec<Target>, grace: Duration, wait: Duration, tell_grace: bool, out: &mut dyn Write) {
     for t in &targets {
         let _ = writeln!(out, "stopping {} (PID {})", t.name, t.pid);
-        signal(t.pid, libc::SIGTERM);
+        if tell_grace {
+            signal_stop_with_grace(t.pid, grace);
+        } else {
+            signal(t.pid, libc::SIGTERM);
+        }
     }
-    let deadline = Instant::now() + grace;
+    let deadline = Instant::now() + wait;
     let mut left: Vec<&Target> = targets.iter().collect();
     while !left.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
         left.retain(|t| alive(t.pid));
     }
     for t in &left {
-        let _ = writeln!(out, "{} did not stop within {} ms: sending SIGKILL", t.name, grace.as_millis());
+        let _ = writeln!(out, "{} did not stop within {} ms: sending SIGKILL", t.name, wait.as_millis());
         signal(-t.pid, libc::SIGKILL);
         signal(t.pid, libc::SIGKILL);
     }
@@ -585,27 +753,31 @@ fn stop_group(targets: Vec<Target>, grace: Duration, out: &mut dyn Write) {
     }
 }
 
-/// `zmws stop`: workers first (they finish their current job within the
-/// grace period), then the broker.
+/// `zmws stop`: workers first (each supervisor gives its worker `grace`, or
+/// `stop_grace_ms`, to finish its current job), then the broker.
 pub fn stop(cfg: &Config, servers: bool, workers: bool, grace: Option<Duration>, out: &mut dyn Write) -> Result<()> {
     let grace = grace.unwrap_or(Duration::from_millis(cfg.process.stop_grace_ms));
     if workers {
-        let targets = collect_targets(&worker_pid_files(cfg), out);
+        let own: Vec<(String, PathBuf)> = worker_specs(cfg)?.into_iter().map(|s| (s.name, s.pid_file)).collect();
+        let mut targets = collect_targets(&own, Kind::Worker, &cfg.path, out);
+        for (name, pid_file, pid) in leftover_workers(cfg) {
+            targets.push(Target { name, pid_file, pid });
+        }
         if targets.is_empty() {
             let _ = writeln!(out, "no worker is running");
         } else {
             // Supervisors give their worker `grace` themselves; allow a margin.
-            stop_group(targets, grace + Duration::from_secs(2), out);
+            stop_group(targets, grace, grace + Duration::from_secs(2), true, out);
         }
     }
     if servers {
         let name = cfg.broker.name.clone();
         let pid_file = cfg.process.run_dir.join(format!("{name}.pid"));
-        let targets = collect_targets(&[(name.clone(), pid_file)], out);
+        let targets = collect_targets(&[(name.clone(), pid_file)], Kind::Broker, &cfg.path, out);
         if targets.is_empty() {
             let _ = writeln!(out, "{name} is not running");
         } else {
-            stop_group(targets, grace, out);
+            stop_group(targets, grace, grace, false, out);
         }
     }
     Ok(())
@@ -620,7 +792,7 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
     let mut note = None;
     if servers {
         if let Some(spec) = broker_spec(cfg)? {
-            let (pid, state, mut detail) = describe_pid(&spec.pid_file);
+            let (pid, state, mut detail) = describe_pid(&spec.pid_file, Kind::Broker, &cfg.path);
             all_up &= state == "up";
             if state == "up" {
                 let answered = client(cfg, Duration::from_millis(1000)).map(|mut c| c.services_json().is_ok()).unwrap_or(false);
@@ -637,10 +809,8 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
     if workers {
         let specs = worker_specs(cfg)?;
         let listed = if specs.is_empty() { None } else { broker_workers(cfg, Duration::from_millis(1000)) };
-        let mut known: HashSet<String> = HashSet::new();
         for spec in &specs {
-            known.insert(spec.name.clone());
-            let (pid, state, stale) = describe_pid(&spec.pid_file);
+            let (pid, state, stale) = describe_pid(&spec.pid_file, Kind::Worker, &cfg.path);
             all_up &= state == "up";
             let mut detail = match &spec.service {
                 Some(s) => {
@@ -660,12 +830,9 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
             }
             rows.push([spec.name.clone(), pid, state.into(), detail]);
         }
-        for (name, pid_file) in worker_pid_files(cfg) {
-            if known.contains(&name) {
-                continue;
-            }
-            let (pid, state, _) = describe_pid(&pid_file);
-            rows.push([name, pid, state.into(), "not in the configuration any more (zmws stop ends it)".into()]);
+        // Leftovers run but are not expected: they do not change the exit status.
+        for (name, _, pid) in leftover_workers(cfg) {
+            rows.push([name, pid.to_string(), "up".into(), "not in the configuration any more (zmws stop ends it)".into()]);
         }
         if listed.is_none() && !specs.is_empty() {
             note = Some(format!("the broker at {} did not answer: jobs done unknown", cfg.client_endpoint()));
@@ -684,11 +851,15 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
     Ok(all_up)
 }
 
-fn describe_pid(pid_file: &Path) -> (String, &'static str, String) {
-    match pid_state(pid_file) {
+fn describe_pid(pid_file: &Path, kind: Kind, config: &Path) -> (String, &'static str, String) {
+    let state = pid_state(pid_file, kind, config);
+    match state {
         PidState::Running(pid) => (pid.to_string(), "up", String::new()),
-        PidState::Stale(pid) => ("-".into(), "down", format!("stale pid file {} (PID {pid} is not running)", pid_file.display())),
         PidState::Absent => ("-".into(), "down", String::new()),
+        PidState::Stale(_) | PidState::Foreign(_) => {
+            let why = untrusted_reason(state).unwrap_or_default();
+            ("-".into(), "down", format!("stale pid file {} ({why})", pid_file.display()))
+        }
     }
 }
 
@@ -717,8 +888,72 @@ pub struct SuperviseOptions {
 
 static SUPERVISOR_STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
+/// The grace period (ms) `zmws stop --grace-ms` sent with its SIGTERM
+/// (`sigqueue`); `u64::MAX` when none came.
+static GRACE_FROM_STOP_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+extern "C" fn on_stop_signal(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t; a
+    // sigqueue(3) sender (si_code SI_QUEUE) filled si_value. Only atomics are
+    // touched (async-signal-safe).
+    unsafe {
+        if !info.is_null() && (*info).si_code == libc::SI_QUEUE {
+            GRACE_FROM_STOP_MS.store((*info).si_value().sival_ptr as usize as u64, Ordering::SeqCst);
+        }
+    }
     SUPERVISOR_STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs `on_stop_signal` for SIGTERM and SIGINT.
+fn install_stop_handler() -> Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe.
+        let r = unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if r != 0 {
+            return Err(io_err("cannot install the supervisor's signal handler", io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// The grace period to give the worker: the one `zmws stop` sent, else ours.
+fn stop_grace(default: Duration) -> Duration {
+    match GRACE_FROM_STOP_MS.load(Ordering::SeqCst) {
+        u64::MAX => default,
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// Starts the worker command. It gets SIGTERM when the supervisor dies
+/// (`PR_SET_PDEATHSIG`), so a killed supervisor leaves no orphan behind.
+fn spawn_worker(argv: &[String]) -> io::Result<Child> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null());
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpid/prctl/getppid are async-signal-safe; the closure runs
+        // in the forked child only.
+        let supervisor = unsafe { libc::getpid() };
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The supervisor died before prctl took effect: do not run.
+                if libc::getppid() != supervisor {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn()
 }
 
 fn sleep_unless_stopped(d: Duration) {
@@ -734,11 +969,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
     if opts.argv.is_empty() {
         return Err(Error::InvalidArgument("supervise needs a command after --".into()));
     }
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe {
-        libc::signal(libc::SIGTERM, on_stop_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_stop_signal as *const () as libc::sighandler_t);
-    }
+    install_stop_handler()?;
     let name = &opts.name;
     let mut delay = opts.delay;
     let mut runs = 0u64;
@@ -748,7 +979,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
         }
         runs += 1;
         let started = Instant::now();
-        let spawned = Command::new(&opts.argv[0]).args(&opts.argv[1..]).stdin(Stdio::null()).spawn();
+        let spawned = spawn_worker(&opts.argv);
         let mut child = match spawned {
             Ok(c) => {
                 tracing::info!(worker = %name, pid = c.id(), run = runs, "worker started: {}", shell_words(&opts.argv));
@@ -777,9 +1008,10 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
         let Some(status) = status else {
             // Stop asked: let the worker finish its current job.
             let pid = child.id() as i32;
-            tracing::info!(worker = %name, pid, grace_ms = opts.grace.as_millis() as u64, "stopping the worker (SIGTERM)");
+            let grace = stop_grace(opts.grace);
+            tracing::info!(worker = %name, pid, grace_ms = grace.as_millis() as u64, "stopping the worker (SIGTERM)");
             signal(pid, libc::SIGTERM);
-            let deadline = Instant::now() + opts.grace;
+            let deadline = Instant::now() + grace;
             let mut ended = None;
             while Instant::now() < deadline {
                 if let Ok(Some(s)) = child.try_wait() {
@@ -791,7 +1023,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
             match ended {
                 Some(s) => tracing::info!(worker = %name, "worker stopped ({})", describe(s)),
                 None => {
-                    tracing::warn!(worker = %name, "worker did not stop within {} ms: SIGKILL", opts.grace.as_millis());
+                    tracing::warn!(worker = %name, "worker did not stop within {} ms: SIGKILL", grace.as_millis());
                     let _ = child.kill();
                     let _ = child.wait();
                 }
@@ -836,6 +1068,16 @@ mod tests {
     }
 
     #[test]
+    fn options_are_found_before_the_command() {
+        let args: Vec<String> = ["zmws", "supervise", "--pid-file", "/r/a.pid", "--", "x", "--pid-file=/r/b.pid"].map(String::from).into();
+        assert_eq!(option_value(&args, &["--pid-file"]), Some("/r/a.pid"));
+        let args: Vec<String> = ["zmws", "broker", "--config=/c.toml"].map(String::from).into();
+        assert_eq!(option_value(&args, &["--config", "-c"]), Some("/c.toml"));
+        let args: Vec<String> = ["zmws", "worker", "--", "--pid-file", "/r/a.pid"].map(String::from).into();
+        assert_eq!(option_value(&args, &["--pid-file"]), None);
+    }
+
+    #[test]
     fn words_are_quoted() {
         assert_eq!(shell_words(&["php".into(), "a b.php".into(), "--x=1".into()]), "php 'a b.php' --x=1");
     }
@@ -846,9 +1088,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("zmws-pid-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("x.pid");
-        assert_eq!(pid_state(&f), PidState::Absent);
+        let cfg = dir.join("zmws.toml");
+        assert_eq!(pid_state(&f, Kind::Worker, &cfg), PidState::Absent);
         write_pid(&f, 999_999_999).unwrap();
-        assert_eq!(pid_state(&f), PidState::Stale(999_999_999));
+        assert_eq!(pid_state(&f, Kind::Worker, &cfg), PidState::Stale(999_999_999));
+        // A live process that is not a supervisor of this file is not ours.
+        write_pid(&f, std::process::id()).unwrap();
+        assert_eq!(pid_state(&f, Kind::Worker, &cfg), PidState::Foreign(std::process::id() as i32));
+        assert_eq!(pid_state(&f, Kind::Broker, &cfg), PidState::Foreign(std::process::id() as i32));
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,9 @@
 //! `zmws start/stop/status` and `zmws supervise`: detached processes, pid
 //! files, "already running" and stale-pid handling, crash restarts, partial
-//! stops, config errors with line numbers, and the standalone gateway.
+//! stops, config errors with line numbers, and the standalone gateway; other
+//! programs' pid files left alone, a killed supervisor taking its worker
+//! along, `stop --grace-ms` reaching the worker, and a broker that cannot
+//! start stopping `start`.
 
 #[path = "gateway/mod.rs"]
 mod gateway;
@@ -8,7 +11,7 @@ mod gateway;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway::{alive, children, eventually, group_members, python, run_bounded, Http, Install, LONG, ZMWS};
+use gateway::{alive, children, eventually, group_members, python, run_bounded, Http, Install, Ports, LONG, ZMWS};
 
 fn small_install(tag: &str, http_enabled: bool, extra_http: &str) -> Install {
     Install::new(tag, |p, _| {
@@ -222,4 +225,183 @@ fn example_config_is_valid() {
         "the Python worker reads ZMWS_WORKER_ENDPOINT and ZMWS_HEARTBEAT_MS"
     );
     assert!(cfg.workers.iter().skip(1).all(|w| w.service.as_deref() == Some("STR-REV")));
+}
+
+/// A process this test runs, killed when the test ends (even on failure).
+fn spawn_guarded(cmd: &mut Command) -> ChildGuard {
+    ChildGuard(cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
+}
+
+/// A foreground `zmws worker` of `service` at this installation's broker.
+fn foreign_worker(inst: &Install, service: &str) -> ChildGuard {
+    spawn_guarded(
+        Command::new(ZMWS)
+            .args(["worker", "--service", service, "--heartbeat-ms", "500"])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", inst.ports.worker)])
+            .args(["--", "cat"]),
+    )
+}
+
+/// `rev` (STR-REV) and, when `with_old`, `old` (OLD): the second entry is
+/// later removed from the file to leave a running leftover behind.
+fn leftover_config(p: &Ports, with_old: bool) -> String {
+    let mut c = Install::base_config(p, "", "");
+    c.push_str(&Install::worker_entry("rev", "STR-REV", 1, 1, &[&python(), "-S", "rev.py"]));
+    if with_old {
+        c.push_str(&Install::worker_entry("old", "OLD", 1, 1, &["cat"]));
+    }
+    c
+}
+
+#[test]
+fn other_programs_pid_files_are_left_alone() {
+    let inst = Install::new("foreign", |p, _| leftover_config(p, true));
+    inst.start();
+    let old_pid = inst.pid_of("old").expect("old pid file");
+    let run = inst.dir.join("run");
+
+    // Another zmws process (a foreground worker), a plain program, and a zmws
+    // supervisor of some other pid file, each named by a pid file in run_dir.
+    let zmws_worker = foreign_worker(&inst, "REV");
+    let sleeper = spawn_guarded(Command::new("sleep").arg("300"));
+    let other_pid_file = inst.dir.join("elsewhere.pid");
+    let other_sup = spawn_guarded(
+        Command::new(ZMWS).args(["supervise", "--name", "x", "--pid-file"]).arg(&other_pid_file).args(["--", "sleep", "300"]),
+    );
+    let foreign = [("old_rev", zmws_worker.0.id() as i32), ("nginx", sleeper.0.id() as i32), ("x", other_sup.0.id() as i32)];
+    for (name, pid) in foreign {
+        std::fs::write(run.join(format!("{name}.pid")), format!("{pid}\n")).unwrap();
+    }
+    eventually("foreign processes running", LONG, || foreign.iter().all(|(_, p)| alive(*p)).then_some(()));
+
+    // `old` leaves the configuration: still ours, listed and stopped.
+    std::fs::write(&inst.config, leftover_config(&inst.ports, false)).unwrap();
+    let st = inst.zmws(&["status"]);
+    assert_eq!(st.code, Some(0), "foreign pid files must not change the exit status: {}", st.text());
+    let old_line = st.stdout.lines().find(|l| l.split_whitespace().next() == Some("old")).unwrap_or("");
+    assert!(old_line.split_whitespace().nth(1) == Some(old_pid.to_string().as_str()), "{}", st.stdout);
+    assert!(old_line.contains("not in the configuration any more"), "{}", st.stdout);
+    for (name, _) in foreign {
+        assert!(!st.stdout.lines().any(|l| l.split_whitespace().next() == Some(name)), "{name} listed: {}", st.stdout);
+    }
+
+    let out = inst.stop();
+    assert!(out.stdout.contains("old stopped") && out.stdout.contains("rev stopped"), "{}", out.text());
+    assert!(!alive(old_pid), "the leftover `old` must be stopped");
+    for (name, pid) in foreign {
+        assert!(alive(pid), "{name} (PID {pid}) was killed by zmws stop: {}", out.text());
+        assert!(run.join(format!("{name}.pid")).exists(), "{name}.pid was removed: {}", out.text());
+        assert!(!out.stdout.contains(name), "{name} mentioned: {}", out.text());
+    }
+    // `start` leaves them alone too.
+    let out = inst.zmws(&["start", "--servers"]);
+    assert!(out.ok(), "{}", out.text());
+    assert!(!out.stdout.contains("nginx") && !out.stdout.contains("old_rev"), "{}", out.text());
+    inst.stop();
+    for (name, pid) in foreign {
+        assert!(alive(pid), "{name} killed");
+        let _ = std::fs::remove_file(run.join(format!("{name}.pid")));
+    }
+    let ours: Vec<i32> = inst.processes().into_iter().filter(|p| !foreign.iter().any(|(_, f)| f == p)).collect();
+    assert!(ours.is_empty(), "left: {ours:?}");
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_worker_along() {
+    let inst = Install::new("orphan", |p, _| {
+        let mut c = Install::base_config(p, "", "");
+        c.push_str(&Install::worker_entry("rev", "STR-REV", 1, 2, &[&python(), "-S", "rev.py"]));
+        c
+    });
+    inst.start();
+    let sup = inst.pid_of("rev.1").expect("rev.1 pid file");
+    let child = eventually("rev.1 worker process", LONG, || children(sup).into_iter().next());
+    // SAFETY: `sup` is a supervisor this installation started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    eventually("the orphaned worker ends with its supervisor", LONG, || (!alive(child)).then_some(()));
+
+    let out = inst.zmws(&["start"]);
+    assert!(out.ok(), "{}", out.text());
+    assert!(out.stdout.contains("started rev.1"), "{}", out.text());
+    eventually("exactly 2 STR-REV workers", LONG, || {
+        let st = inst.zmws(&["status", "--workers"]);
+        (st.code == Some(0) && st.stdout.lines().filter(|l| l.contains("service STR-REV, 2 live")).count() == 2).then_some(())
+    });
+    inst.stop();
+    assert!(!alive(child), "the orphan outlived zmws stop");
+    assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
+}
+
+#[test]
+fn start_counts_only_its_own_workers() {
+    // `idle` never registers; another service's worker at the same broker
+    // must not make `start` believe it did.
+    let inst = Install::new("count", |p, _| {
+        let mut c = Install::base_config(p, "", "").replace("start_timeout_ms = 20000", "start_timeout_ms = 3000");
+        c.push_str("\n[[worker]]\nname = \"idle\"\nservice = \"NEVER\"\ncommand = [\"sleep\", \"300\"]\n");
+        c
+    });
+    let out = inst.zmws(&["start", "--servers"]);
+    assert!(out.ok(), "{}", out.text());
+    let _other = foreign_worker(&inst, "OTHER");
+    inst.wait_workers(&inst.http, "OTHER", 1);
+    let out = inst.zmws(&["start", "--workers"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(out.stdout.contains("only 0 of 1 worker(s) registered"), "{}", out.text());
+    inst.stop();
+    assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
+}
+
+#[test]
+fn stop_grace_ms_reaches_the_worker() {
+    // Stop grace in the file: 1500 ms; each job takes 3 s.
+    let inst = Install::new("grace", |p, _| {
+        let mut c = Install::base_config(p, "", "");
+        c.push_str(&Install::worker_entry("slow", "SLOW", 1, 1, &["sh", "-c", "cat >/dev/null; sleep 3; printf slow-done"]));
+        c
+    });
+    inst.start();
+    let busy = || {
+        let r = inst.http.get("/SERVER-WORKERS");
+        (r.status == 200 && r.json().as_array()?.iter().any(|w| w["service"] == "SLOW" && w["state"] == "busy")).then_some(())
+    };
+
+    // A longer grace than the file's: the job finishes and is answered.
+    let base = inst.http.base.clone();
+    let sync = std::thread::spawn(move || Http::new(&base).get("/SYNC-SLOW?x=1&timeout_ms=15000"));
+    eventually("SLOW job running", LONG, busy);
+    let out = inst.zmws(&["stop", "--workers", "--grace-ms", "8000"]);
+    assert!(out.ok() && out.stdout.contains("slow stopped"), "{}", out.text());
+    let r = sync.join().expect("sync thread");
+    assert_eq!((r.status, r.text().as_str()), (200, "slow-done"), "the worker was not given 8000 ms");
+    let log = std::fs::read_to_string(inst.dir.join("logs/slow.log")).unwrap_or_default();
+    assert!(log.contains("grace_ms=8000") && !log.contains("did not stop within"), "{log}");
+
+    // A shorter one: the supervisor SIGKILLs its worker after 300 ms.
+    let out = inst.zmws(&["start", "--workers"]);
+    assert!(out.ok(), "{}", out.text());
+    let base = inst.http.base.clone();
+    let sync = std::thread::spawn(move || Http::new(&base).get("/SYNC-SLOW?x=2&timeout_ms=1000"));
+    eventually("SLOW job running", LONG, busy);
+    let out = inst.zmws(&["stop", "--workers", "--grace-ms", "300"]);
+    assert!(out.ok() && out.stdout.contains("slow stopped"), "{}", out.text());
+    let log = std::fs::read_to_string(inst.dir.join("logs/slow.log")).unwrap_or_default();
+    assert!(log.contains("worker did not stop within 300 ms"), "{log}");
+    let _ = sync.join();
+    inst.stop();
+    assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
+}
+
+#[test]
+fn a_broker_that_cannot_start_stops_start() {
+    let inst = small_install("brokerfail", true, "");
+    // Another program holds the HTTP port: the broker exits at once.
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", inst.ports.http)).expect("hold the http port");
+    let out = inst.zmws(&["start"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(out.stdout.contains("broker exited at once"), "{}", out.text());
+    assert!(out.stdout.contains("not starting the workers"), "{}", out.text());
+    assert!(!out.stdout.contains("started rev") && !out.stdout.contains("started nap"), "{}", out.text());
+    assert!(inst.pid_files().is_empty(), "{:?}", inst.pid_files());
+    assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
 }
