@@ -489,12 +489,15 @@ impl Io {
         if self.in_flight.is_some() {
             return;
         }
-        if self.gathering.is_empty() {
-            // Nothing to write: only probe a failing store, ten times a second.
-            if !engine.store_failing() || self.last_probe.elapsed() < Duration::from_millis(100) {
+        if engine.store_failing() {
+            // A failing store (a full disk) is tried ten times a second, with
+            // what is gathered (ops written again after the failure) or empty.
+            if self.last_probe.elapsed() < Duration::from_millis(100) {
                 return;
             }
             self.last_probe = Instant::now();
+        } else if self.gathering.is_empty() {
+            return;
         }
         store.submit(std::mem::take(&mut self.gathering));
         self.in_flight = Some(self.batch);
@@ -520,7 +523,13 @@ impl Io {
         match result {
             Ok(()) => engine.store_recovered(),
             Err(e) if ops.is_empty() => tracing::debug!(error = %e, "job store still refuses writes"),
-            Err(e) => engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut replies),
+            Err(e) => {
+                // What the batch held for jobs already on disk goes first
+                // into the next batch.
+                let mut again = engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut replies);
+                again.append(&mut self.gathering);
+                self.gathering = again;
+            }
         }
         for o in replies {
             self.out.push(match o {
@@ -536,6 +545,8 @@ impl Io {
         let deadline = Instant::now() + limit;
         while self.store.is_some() && (self.in_flight.is_some() || !self.gathering.is_empty() || !self.held.is_empty()) {
             if self.in_flight.is_none() {
+                // One more try even if a failing store was probed just now.
+                self.last_probe = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
                 self.start_commit(engine);
                 if self.in_flight.is_none() {
                     break;

@@ -1289,8 +1289,12 @@ impl Engine {
 
     /// The commit of `ops` failed: new async jobs of that batch are dropped
     /// and their acknowledgements in `out` turned into refusals; further
-    /// async jobs are refused until [`Engine::store_recovered`].
-    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, _now: u64, out: &mut [Output]) {
+    /// async jobs are refused until [`Engine::store_recovered`]. Returns the
+    /// batch's other ops (starts, finishes, requeues, deletes of jobs already
+    /// on disk), in order, to be written again before anything newer: a job
+    /// that finishes while the disk is full must not come back as queued.
+    #[must_use = "the returned ops must be committed again"]
+    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, _now: u64, out: &mut [Output]) -> Vec<JournalOp> {
         if self.store_error.is_none() {
             tracing::error!(%reason, "job store write failed: refusing new async jobs until it accepts writes again");
         } else {
@@ -1315,7 +1319,7 @@ impl Engine {
                 }
             }
         }
-        for id in lost {
+        for &id in &lost {
             let mut in_finished = false;
             if let Some(j) = self.jobs.get_mut(&id) {
                 if j.state == JobState::Queued {
@@ -1330,7 +1334,16 @@ impl Engine {
                 self.closed_in_finished += 1;
             }
         }
-        self.journal.clear();
+        let of_kept_job = |op: &JournalOp| match op {
+            JournalOp::Service(_) => true,
+            JournalOp::Insert { .. } => false,
+            JournalOp::Started { id, .. }
+            | JournalOp::Requeued { id, .. }
+            | JournalOp::Finished { id, .. }
+            | JournalOp::Delete { id } => !lost.contains(id),
+        };
+        self.journal.retain(|op| of_kept_job(op));
+        ops.iter().filter(|op| of_kept_job(op)).cloned().collect()
     }
 
     /// The store accepts writes again.

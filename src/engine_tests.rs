@@ -214,7 +214,8 @@ fn persisted_submit_is_acked_only_through_the_journal() {
     assert!(journal.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
     assert!(out.iter().any(|o| matches!(o, Output::Durable { .. })));
     // A failed commit turns the ack into a refusal and forgets the job.
-    e.store_failed(&journal, "disk full".into(), 1_000_002, &mut out);
+    let again = e.store_failed(&journal, "disk full".into(), 1_000_002, &mut out);
+    assert!(again.iter().all(|op| matches!(op, JournalOp::Service(_))), "nothing of the refused job is written again: {again:?}");
     let refused = out.iter().find_map(|o| match o {
         Output::Durable { ok, .. } => Some(ok.clone()),
         _ => None,
@@ -490,4 +491,33 @@ fn a_service_name_over_255_bytes_is_refused_without_echoing_it_in_the_message() 
     let r = h.take(Socket::Client).remove(0);
     assert_eq!(r[4], f("400"));
     assert_eq!(r[5], f("service name of 300 bytes is longer than 255 bytes"));
+}
+
+#[test]
+fn a_failed_commit_keeps_the_finishes_of_jobs_already_on_disk() {
+    use crate::store::JournalOp;
+    let mut e = Engine::new(EngineConfig { persist: true, ..cfg() }, 1_000_000);
+    let mut out = Vec::new();
+    // A job accepted and committed while the disk had room.
+    let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s2"), f("x")]);
+    e.on_worker(decode_worker(vec![f("w1"), f("MDPW02"), vec![1], f("s2")]).unwrap(), 1_000_000, &mut out);
+    e.on_client(sub.unwrap(), 1_000_001, &mut out);
+    let first = e.take_journal();
+    assert!(first.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
+    // It runs and finishes; that batch fails (disk full), and a new submit
+    // arrives in the same batch.
+    let req = out.iter().rev().find_map(|o| match o {
+        Output::Send(Socket::Worker, m) if m.len() > 3 && m[2] == vec![crate::protocol::W_REQUEST] => Some(m.clone()),
+        _ => None,
+    });
+    let req = req.expect("the job went to the worker");
+    e.on_worker(decode_worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("done")]).unwrap(), 1_000_002, &mut out);
+    let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s2"), f("y")]).unwrap();
+    e.on_client(sub, 1_000_003, &mut out);
+    let batch = e.take_journal();
+    assert!(batch.iter().any(|op| matches!(op, JournalOp::Finished { .. })));
+    assert!(batch.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
+    let again = e.store_failed(&batch, "disk full".into(), 1_000_004, &mut out);
+    assert!(again.iter().any(|op| matches!(op, JournalOp::Finished { state: crate::job::JobState::Complete, .. })), "{again:?}");
+    assert!(!again.iter().any(|op| matches!(op, JournalOp::Insert { .. })), "the refused job is not written");
 }
