@@ -339,8 +339,10 @@ impl Broker {
                 io.flush(&self, &mut engine, &clock);
             }
         }
-        // Graceful end: finish the commits (their acknowledgements go out),
-        // deliver what is pending (bounded), then close.
+        // Graceful end: tell the workers (they move to their next broker at
+        // once), finish the commits (their acknowledgements go out), deliver
+        // what is pending (bounded), then close.
+        engine.farewell(&mut io.out);
         io.flush(&self, &mut engine, &clock);
         io.finish_commits(&self, &mut engine, &clock, Duration::from_secs(30));
         let deadline = Instant::now() + Duration::from_millis(500);

@@ -1275,6 +1275,21 @@ impl Engine {
         self.prune_finished(now);
     }
 
+    /// The broker is stopping: tells every registered worker DISCONNECT, so
+    /// workers with another broker in their list move there at once instead
+    /// of after heartbeat × liveness of silence. Jobs they hold are not
+    /// requeued here (the store, if any, requeues them at the next start).
+    pub fn farewell(&self, out: &mut Vec<Output>) {
+        for w in self.workers.values() {
+            let mut frames = encode_worker_disconnect(&w.identity[..], w.version);
+            if w.extended {
+                // zmws workers learn why, and go to their next broker.
+                frames.push(protocol::DISCONNECT_STOPPING.to_vec());
+            }
+            out.push(Output::Send(Socket::Worker, frames));
+        }
+    }
+
     /// The I/O layer could not deliver to this worker (it vanished): treat it as dead.
     pub fn worker_unreachable(&mut self, peer: &[u8], now: u64, out: &mut Vec<Output>) {
         self.purge_worker(peer, now, out, "is unreachable");

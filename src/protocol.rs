@@ -383,6 +383,10 @@ pub fn encode_worker_disconnect(peer: &[u8], version: Version) -> Vec<Frame> {
     out
 }
 
+/// zmws extension frame after a DISCONNECT to a zmws worker: the broker is
+/// stopping, so the worker should go to the next broker of its list.
+pub const DISCONNECT_STOPPING: &[u8] = b"zmws:1 stopping";
+
 /// What a zmws worker announced in its READY extension frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReadyExtension {

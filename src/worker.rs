@@ -724,8 +724,15 @@ impl Connection {
                     }
                 }
                 W_DISCONNECT_V2 => {
-                    tracing::info!("broker sent DISCONNECT: reconnecting");
-                    self.drop_connection(now, false);
+                    // A broker that is stopping says so: try the next one
+                    // of the list; otherwise register again with this one.
+                    let stopping = frames.get(2).is_some_and(|f| &f[..] == protocol::DISCONNECT_STOPPING);
+                    if stopping {
+                        tracing::info!("broker is stopping: moving to the next endpoint");
+                    } else {
+                        tracing::info!("broker sent DISCONNECT: reconnecting");
+                    }
+                    self.drop_connection(now, stopping);
                     return;
                 }
                 _ => {} // heartbeat

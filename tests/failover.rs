@@ -47,3 +47,40 @@ fn client_and_worker_fail_over_to_the_live_broker() {
     broker.stop().unwrap();
     drop(t);
 }
+
+/// A broker that stops gracefully tells its workers (DISCONNECT), so a
+/// worker with a second broker in its list moves there at once rather than
+/// after heartbeat × liveness of silence (here 1 s × 10 = 10 s: the 5 s
+/// bound below only passes because of the DISCONNECT).
+#[test]
+fn a_broker_stopping_gracefully_sends_its_workers_to_the_next_broker_at_once() {
+    let cfg = || BrokerConfig::ephemeral().heartbeat(Duration::from_millis(1000)).liveness(10);
+    let first = Broker::bind(cfg()).unwrap().start().unwrap();
+    let second = Broker::bind(cfg()).unwrap().start().unwrap();
+    let (a, b) = (first.endpoints().clone(), second.endpoints().clone());
+    let mut wcfg = WorkerConfig::new(&format!("{},{}", a.worker, b.worker), "MOVE");
+    wcfg.heartbeat_ms = 1000;
+    wcfg.liveness = 10;
+    let worker = std::sync::Arc::new(Worker::with_config(wcfg).unwrap());
+    let w = worker.clone();
+    let t = std::thread::spawn(move || w.run(|job| Ok(job.payload.clone())));
+    let mut on_a = Client::connect(&a.client).unwrap();
+    let mut on_b = Client::connect(&b.client).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !on_a.service_available("MOVE").unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the worker never registered at the first broker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(on_a);
+    first.stop().unwrap();
+    let stopped = std::time::Instant::now();
+    while !on_b.service_available("MOVE").unwrap() {
+        assert!(stopped.elapsed() < Duration::from_secs(5), "the worker did not move within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(on_b.call("MOVE", b"here", Duration::from_secs(5)).unwrap(), b"here");
+    worker.stop();
+    t.join().unwrap().unwrap();
+    drop(on_b);
+    second.stop().unwrap();
+}
