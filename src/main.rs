@@ -253,6 +253,10 @@ struct SuperviseArgs {
     /// Pid file to remove when the supervisor ends on its own.
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// The configuration file this instance belongs to (`zmws start` passes
+    /// it; `stop` and `status` use it to recognise their own supervisors).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Time the worker gets after SIGTERM before SIGKILL (ms).
     #[arg(long, default_value_t = 10_000)]
     grace_ms: u64,

@@ -131,7 +131,7 @@ fn same_file(pid: i32, named: &str, path: &Path) -> bool {
 }
 
 /// Whether live process `pid` is the one this installation started for
-/// `pid_file`: a `zmws supervise --pid-file PID_FILE …` (a worker instance)
+/// `pid_file`: a `zmws supervise --pid-file PID_FILE --config CONFIG …` (a worker instance)
 /// or a `zmws broker --config CONFIG` (the broker). Without `/proc` it
 /// cannot tell and says yes.
 fn is_ours(pid: i32, pid_file: &Path, kind: Kind, config: &Path) -> bool {
@@ -142,8 +142,13 @@ fn is_ours(pid: i32, pid_file: &Path, kind: Kind, config: &Path) -> bool {
     }
     match kind {
         Kind::Worker => {
+            // A supervisor names its configuration (`--config`, since
+            // session 5; one started by an older zmws has none, and then
+            // the pid file alone decides): another installation sharing the
+            // run_dir is not ours.
             args.get(1).map(String::as_str) == Some("supervise")
                 && option_value(&args, &["--pid-file"]).is_some_and(|f| same_file(pid, f, pid_file))
+                && option_value(&args, &["--config"]).is_none_or(|f| same_file(pid, f, config))
         }
         Kind::Broker => {
             args.get(1).map(String::as_str) == Some("broker")
@@ -322,6 +327,8 @@ pub fn worker_specs(cfg: &Config) -> Result<Vec<ProcSpec>> {
                 name.clone(),
                 "--pid-file".into(),
                 pid_file.to_string_lossy().into_owned(),
+                "--config".into(),
+                cfg.path.to_string_lossy().into_owned(),
                 "--grace-ms".into(),
                 p.stop_grace_ms.to_string(),
                 "--restart".into(),

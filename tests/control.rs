@@ -268,7 +268,22 @@ fn other_programs_pid_files_are_left_alone() {
     let other_sup = spawn_guarded(
         Command::new(ZMWS).args(["supervise", "--name", "x", "--pid-file"]).arg(&other_pid_file).args(["--", "sleep", "300"]),
     );
-    let foreign = [("old_rev", zmws_worker.0.id() as i32), ("nginx", sleeper.0.id() as i32), ("x", other_sup.0.id() as i32)];
+    // A supervisor of another installation sharing this run_dir: its pid
+    // file is in our run_dir, but it names another configuration.
+    let other_install_sup = spawn_guarded(
+        Command::new(ZMWS)
+            .args(["supervise", "--name", "other_install", "--pid-file"])
+            .arg(run.join("other_install.pid"))
+            .arg("--config")
+            .arg(inst.dir.join("another-zmws.toml"))
+            .args(["--", "sleep", "300"]),
+    );
+    let foreign = [
+        ("old_rev", zmws_worker.0.id() as i32),
+        ("nginx", sleeper.0.id() as i32),
+        ("x", other_sup.0.id() as i32),
+        ("other_install", other_install_sup.0.id() as i32),
+    ];
     for (name, pid) in foreign {
         std::fs::write(run.join(format!("{name}.pid")), format!("{pid}\n")).unwrap();
     }
