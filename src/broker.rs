@@ -204,6 +204,7 @@ impl Broker {
 
     /// Runs the loop on this thread until `stop` becomes true.
     pub fn run(mut self, stop: &AtomicBool) -> Result<()> {
+        self.clients.check("Broker")?;
         let mut engine_cfg = self.config.engine.clone();
         engine_cfg.emit_events = false; // switched on while the news socket has subscribers
         let mut topics: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
@@ -356,6 +357,7 @@ impl Broker {
 
     /// Runs the loop on a background thread.
     pub fn start(self) -> Result<BrokerHandle> {
+        self.clients.check("Broker")?;
         let stop = Arc::new(AtomicBool::new(false));
         let endpoints = self.endpoints.clone();
         let flag = stop.clone();
@@ -528,7 +530,7 @@ impl Io {
             Err(e) => {
                 // What the batch held for jobs already on disk goes first
                 // into the next batch.
-                let mut again = engine.store_failed(&ops, e.to_string(), clock.now_ms(), &mut replies);
+                let mut again = engine.store_failed(ops, e.to_string(), clock.now_ms(), &mut replies);
                 again.append(&mut self.gathering);
                 self.gathering = again;
             }
@@ -545,9 +547,19 @@ impl Io {
     /// replies are sent: at start-up and at the end.
     fn finish_commits(&mut self, b: &Broker, engine: &mut Engine, clock: &Clock, limit: Duration) {
         let deadline = Instant::now() + limit;
+        // A failing store (full disk) gets a few more tries, 100 ms apart,
+        // not the whole `limit` of back-to-back attempts.
+        let mut tries_while_failing = 0;
         while self.store.is_some() && (self.in_flight.is_some() || !self.gathering.is_empty() || !self.held.is_empty()) {
             if self.in_flight.is_none() {
-                // One more try even if a failing store was probed just now.
+                if engine.store_failing() {
+                    tries_while_failing += 1;
+                    if tries_while_failing > 3 {
+                        tracing::error!(ops = self.gathering.len(), "the job store still refuses writes: stopping without them");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 self.last_probe = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
                 self.start_commit(engine);
                 if self.in_flight.is_none() {

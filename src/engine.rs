@@ -1309,7 +1309,7 @@ impl Engine {
     /// on disk), in order, to be written again before anything newer: a job
     /// that finishes while the disk is full must not come back as queued.
     #[must_use = "the returned ops must be committed again"]
-    pub fn store_failed(&mut self, ops: &[JournalOp], reason: String, _now: u64, out: &mut [Output]) -> Vec<JournalOp> {
+    pub fn store_failed(&mut self, ops: Vec<JournalOp>, reason: String, _now: u64, out: &mut [Output]) -> Vec<JournalOp> {
         if self.store_error.is_none() {
             tracing::error!(%reason, "job store write failed: refusing new async jobs until it accepts writes again");
         } else {
@@ -1317,7 +1317,7 @@ impl Engine {
         }
         self.store_error = Some(reason);
         let mut lost = std::collections::HashSet::new();
-        for op in ops {
+        for op in &ops {
             if let JournalOp::Insert { id, .. } = op {
                 lost.insert(*id);
             }
@@ -1358,7 +1358,7 @@ impl Engine {
             | JournalOp::Delete { id } => !lost.contains(id),
         };
         self.journal.retain(|op| of_kept_job(op));
-        ops.iter().filter(|op| of_kept_job(op)).cloned().collect()
+        ops.into_iter().filter(|op| of_kept_job(op)).collect()
     }
 
     /// The store accepts writes again.

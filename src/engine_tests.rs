@@ -214,7 +214,7 @@ fn persisted_submit_is_acked_only_through_the_journal() {
     assert!(journal.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
     assert!(out.iter().any(|o| matches!(o, Output::Durable { .. })));
     // A failed commit turns the ack into a refusal and forgets the job.
-    let again = e.store_failed(&journal, "disk full".into(), 1_000_002, &mut out);
+    let again = e.store_failed(journal, "disk full".into(), 1_000_002, &mut out);
     assert!(again.iter().all(|op| matches!(op, JournalOp::Service(_))), "nothing of the refused job is written again: {again:?}");
     let refused = out.iter().find_map(|o| match o {
         Output::Durable { ok, .. } => Some(ok.clone()),
@@ -517,7 +517,7 @@ fn a_failed_commit_keeps_the_finishes_of_jobs_already_on_disk() {
     let batch = e.take_journal();
     assert!(batch.iter().any(|op| matches!(op, JournalOp::Finished { .. })));
     assert!(batch.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
-    let again = e.store_failed(&batch, "disk full".into(), 1_000_004, &mut out);
+    let again = e.store_failed(batch, "disk full".into(), 1_000_004, &mut out);
     assert!(again.iter().any(|op| matches!(op, JournalOp::Finished { state: crate::job::JobState::Complete, .. })), "{again:?}");
     assert!(!again.iter().any(|op| matches!(op, JournalOp::Insert { .. })), "the refused job is not written");
 }

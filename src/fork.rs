@@ -40,27 +40,29 @@ fn install_fork_handler() {
     });
 }
 
-/// The process (and fork generation) a handle was created in.
+/// The process (and fork generation) a handle was created in. Public so
+/// that bindings can check it before taking a lock of their own (a lock
+/// held by another thread at `fork()` stays locked in the child).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Origin {
+pub struct Origin {
     generation: u64,
     pid: u32,
 }
 
 impl Origin {
     /// The calling process.
-    pub(crate) fn here() -> Origin {
+    pub fn here() -> Origin {
         install_fork_handler();
         Origin { generation: GENERATION.load(Ordering::SeqCst), pid: std::process::id() }
     }
 
     /// True in a child forked after the handle was made.
-    pub(crate) fn is_forked_child(&self) -> bool {
+    pub fn is_forked_child(&self) -> bool {
         GENERATION.load(Ordering::Relaxed) != self.generation
     }
 
     /// `Err(Closed)` naming the problem when called in a forked child.
-    pub(crate) fn check(&self, what: &str) -> Result<()> {
+    pub fn check(&self, what: &str) -> Result<()> {
         if self.is_forked_child() {
             return Err(Error::Closed(format!(
                 "this {what} was created in process {} before fork(); a forked child cannot use it: create a new {what} in the child",

@@ -11,7 +11,7 @@ pub mod broker;
 pub mod client;
 pub mod engine;
 pub mod error;
-mod fork;
+pub mod fork;
 pub mod ffi;
 pub mod job;
 pub mod job_table;

@@ -22,6 +22,17 @@ use crate::job::JobList;
 /// functions of the client it was passed to (`ZMWS_INVALID_ARGUMENT`).
 pub struct zmws_client {
     inner: Mutex<Client>,
+    /// Checked before the lock: a lock held by another thread at fork()
+    /// stays locked in the child.
+    origin: crate::fork::Origin,
+}
+
+impl zmws_client {
+    /// The client, unless this is a forked child (then `ZMWS_CLOSED`).
+    fn lock(&self) -> crate::Result<parking_lot::MutexGuard<'_, Client>> {
+        self.origin.check("Client")?;
+        Ok(self.inner.lock())
+    }
 }
 
 /// Called by `zmws_client_call` for every partial reply before the final
@@ -58,7 +69,7 @@ pub unsafe extern "C" fn zmws_client_new(endpoints: *const c_char, client_out: *
         check_out(client_out, "client_out")?;
         let endpoints = c_str(endpoints, "endpoints")?;
         let inner = Client::connect(endpoints)?;
-        client_out.write(Box::into_raw(Box::new(zmws_client { inner: Mutex::new(inner) })));
+        client_out.write(Box::into_raw(Box::new(zmws_client { inner: Mutex::new(inner), origin: crate::fork::Origin::here() })));
         Ok(())
     })
 }
@@ -83,7 +94,7 @@ pub unsafe extern "C" fn zmws_client_set_request_timeout(client: *mut zmws_clien
         if timeout_ms == 0 {
             return Err(FfiError::invalid("timeout_ms must be at least 1"));
         }
-        c.inner.lock().set_request_timeout(millis(timeout_ms));
+        c.lock()?.set_request_timeout(millis(timeout_ms));
         Ok(())
     })
 }
@@ -95,7 +106,7 @@ pub unsafe extern "C" fn zmws_client_endpoint(client: *mut zmws_client, endpoint
     ffi_guard!({
         check_out(endpoint_out, "endpoint_out")?;
         let c = self::client(client)?;
-        let text = new_c_string(c.inner.lock().endpoint())?;
+        let text = new_c_string(c.lock()?.endpoint())?;
         endpoint_out.write(text);
         Ok(())
     })
@@ -119,7 +130,7 @@ pub unsafe extern "C" fn zmws_client_submit(
         let c = self::client(client)?;
         let service = c_str(service, "service")?;
         let payload = bytes(payload, payload_len, "payload")?;
-        let id = c.inner.lock().submit(service, payload)?;
+        let id = c.lock()?.submit(service, payload)?;
         job_id_out.write(new_c_string(&id.to_string())?);
         Ok(())
     })
@@ -144,7 +155,7 @@ pub unsafe extern "C" fn zmws_client_submit_unique(
         let service = c_str(service, "service")?;
         let payload = bytes(payload, payload_len, "payload")?;
         let key = c_str(key, "key")?;
-        let id = c.inner.lock().submit_unique(service, payload, key)?;
+        let id = c.lock()?.submit_unique(service, payload, key)?;
         job_id_out.write(new_c_string(&id.to_string())?);
         Ok(())
     })
@@ -218,7 +229,7 @@ pub unsafe extern "C" fn zmws_client_submit_batch(
                 items.push(bytes(p, n, &format!("payloads[{i}]"))?);
             }
         }
-        let ids = c.inner.lock().submit_batch(service, &items)?;
+        let ids = c.lock()?.submit_batch(service, &items)?;
         if ids.len() != count {
             return Err(FfiError::new(
                 super::zmws_code::ZMWS_INTERNAL,
@@ -272,7 +283,7 @@ pub unsafe extern "C" fn zmws_client_call(
                 in_callback(client as usize, || unsafe { cb(user_data, data.as_ptr(), data.len()) });
             }
         };
-        let result = c.inner.lock().call_with_partials(service, payload, millis(timeout_ms), &mut forward)?;
+        let result = c.lock()?.call_with_partials(service, payload, millis(timeout_ms), &mut forward)?;
         write_buffer(&result, result_out, result_len_out)
     })
 }
@@ -293,7 +304,7 @@ pub unsafe extern "C" fn zmws_client_status(
         check_out(json_out, "json_out")?;
         let c = self::client(client)?;
         let job_id = c_str(job_id, "job_id")?;
-        let json = c.inner.lock().status_json(job_id)?;
+        let json = c.lock()?.status_json(job_id)?;
         json_out.write(new_c_string(&json)?);
         Ok(())
     })
@@ -316,7 +327,7 @@ pub unsafe extern "C" fn zmws_client_result(
         check_out(result_len_out, "result_len_out")?;
         let c = self::client(client)?;
         let job_id = c_str(job_id, "job_id")?;
-        let result = c.inner.lock().result(job_id)?;
+        let result = c.lock()?.result(job_id)?;
         write_buffer(&result, result_out, result_len_out)
     })
 }
@@ -329,7 +340,7 @@ pub unsafe extern "C" fn zmws_client_cancel(client: *mut zmws_client, job_id: *c
     ffi_guard!({
         let c = self::client(client)?;
         let job_id = c_str(job_id, "job_id")?;
-        c.inner.lock().cancel(job_id)?;
+        c.lock()?.cancel(job_id)?;
         Ok(())
     })
 }
@@ -350,7 +361,7 @@ pub unsafe extern "C" fn zmws_client_jobs(
         let text = c_str(which, "which")?;
         let kind = JobList::parse(text)
             .ok_or_else(|| FfiError::invalid(format!("unknown job listing '{text}': use queued, active or history")))?;
-        let json = c.inner.lock().jobs_json(kind)?;
+        let json = c.lock()?.jobs_json(kind)?;
         json_out.write(new_c_string(&json)?);
         Ok(())
     })
@@ -365,7 +376,7 @@ pub unsafe extern "C" fn zmws_client_workers(client: *mut zmws_client, json_out:
     ffi_guard!({
         check_out(json_out, "json_out")?;
         let c = self::client(client)?;
-        let json = c.inner.lock().workers_json()?;
+        let json = c.lock()?.workers_json()?;
         json_out.write(new_c_string(&json)?);
         Ok(())
     })
@@ -379,7 +390,7 @@ pub unsafe extern "C" fn zmws_client_services(client: *mut zmws_client, json_out
     ffi_guard!({
         check_out(json_out, "json_out")?;
         let c = self::client(client)?;
-        let json = c.inner.lock().services_json()?;
+        let json = c.lock()?.services_json()?;
         json_out.write(new_c_string(&json)?);
         Ok(())
     })
@@ -397,7 +408,7 @@ pub unsafe extern "C" fn zmws_client_service_available(
         check_out(available_out, "available_out")?;
         let c = self::client(client)?;
         let service = c_str(service, "service")?;
-        let available = c.inner.lock().service_available(service)?;
+        let available = c.lock()?.service_available(service)?;
         available_out.write(available);
         Ok(())
     })
@@ -450,7 +461,7 @@ pub unsafe extern "C" fn zmws_client_batch(
                 items.push(bytes(p, n, &format!("payloads[{i}]"))?);
             }
         }
-        let outcomes = c.inner.lock().batch(service, &items, millis(timeout_ms))?;
+        let outcomes = c.lock()?.batch(service, &items, millis(timeout_ms))?;
         let batch = zmws_batch { items: outcomes.into_iter().map(|r| r.map_err(FfiError::from)).collect() };
         batch_out.write(Box::into_raw(Box::new(batch)));
         Ok(())

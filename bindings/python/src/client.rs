@@ -35,6 +35,9 @@ pub struct PyClient {
     endpoints: Vec<String>,
     request_timeout: Mutex<Duration>,
     slot: Mutex<Option<Shared>>,
+    /// Checked before the core client's lock: a call running on another
+    /// thread at fork() leaves that lock held forever in the child.
+    origin: zmws::fork::Origin,
 }
 
 fn connect(endpoints: &[String], request_timeout: Duration) -> zmws::Result<Shared> {
@@ -45,6 +48,7 @@ fn connect(endpoints: &[String], request_timeout: Duration) -> zmws::Result<Shar
 
 impl PyClient {
     fn shared(&self) -> PyResult<Shared> {
+        self.origin.check("Client").map_err(to_py)?;
         self.slot.lock().clone().ok_or_else(|| Closed::new_err("the client is closed"))
     }
 
@@ -153,7 +157,7 @@ impl PyClient {
         };
         let rt = timeout(Some(request_timeout), "request_timeout")?.max(Duration::from_millis(1));
         let shared = guard("Client()", || connect(&endpoints, rt)).map_err(to_py)?;
-        Ok(PyClient { endpoints, request_timeout: Mutex::new(rt), slot: Mutex::new(Some(shared)) })
+        Ok(PyClient { endpoints, request_timeout: Mutex::new(rt), slot: Mutex::new(Some(shared)), origin: zmws::fork::Origin::here() })
     }
 
     /// Submits a job and returns its id (32 hex characters) once the broker

@@ -355,6 +355,8 @@ client = zmws.Client(endpoint)
 class Echo(zmws.Worker):
     service = "FORKED"
     def work(self, job_id, param):
+        if param == b"slow":
+            time.sleep(1.5)
         return param
 
 worker = Echo(broker.worker_endpoint, heartbeat_ms=250)
@@ -365,6 +367,11 @@ while not client.service_available("FORKED") and time.monotonic() < deadline:
     time.sleep(0.02)
 assert client.call("FORKED", b"before", timeout=10) == b"before"
 
+# Another thread is inside a call on the same client when the fork happens
+# (it holds the client's lock): the child must still be refused at once.
+busy = threading.Thread(target=lambda: client.call("FORKED", b"slow", timeout=10), daemon=True)
+busy.start()
+time.sleep(0.3)
 pid = os.fork()
 if pid == 0:
     # The child: every inherited handle refuses with a message naming fork,
@@ -407,6 +414,7 @@ if os.waitstatus_to_exitcode(status) != 0:
     print("child exit status", os.waitstatus_to_exitcode(status), flush=True)
     sys.exit(5)
 # The parent's handles are untouched.
+busy.join(10)
 assert client.call("FORKED", b"after", timeout=10) == b"after"
 worker.stop()
 thread.join(10)
