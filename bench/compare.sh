@@ -209,6 +209,8 @@ peer_rep() { # peer_rep REP gearmand|beanstalkd
 
 zmq_rep() {
   local rep=$1
+  # what one thread hand-off costs on this machine (eventfd / TCP ping-pong)
+  run_one "$rep" "$BENCH" wakeup --n 10000
   run_one "$rep" "$PEER_BIN/zmq_limit" direct "$N_SYNC" 1 "$PAYLOAD"
   run_one "$rep" "$PEER_BIN/zmq_limit" sync "$N_SYNC" 1 "$PAYLOAD"
   run_one "$rep" "$PEER_BIN/zmq_limit" sync "$N_SYNC" 4 "$PAYLOAD"
@@ -266,6 +268,8 @@ rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --
   echo "# zmws compare $(date -u +%FT%TZ) host=$(uname -n) nproc=$(nproc) kernel=$(uname -r) cpu=\"$cpu\""
   echo "# load at start: $(cut -d' ' -f1-3 /proc/loadavg); reps=$REPS payload=$PAYLOAD n_sync=$N_SYNC n_tput=$N_TPUT capacities=$CAPACITIES window=$PIPE_WINDOW_ZMWS quick=$QUICK"
   echo "# zmws $rev$BUILD_NOTE (broker binary built $(date -r "$ZMWS_BIN" +%FT%T), zmws-bench built $(date -r "$BENCH" +%FT%T))"
+  hp=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+  echo "# cpuidle driver $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)$([ -r $hp ] && echo ", guest_halt_poll_ns=$(cat $hp)") (waking an idle vCPU: see the wakeup_* lines and bench/README.md)"
   echo "# ($ZMWS_BIN; broker --no-news --no-http --no-persist unless _persist, fresh per run); gearmand $(gearmand --version 2>/dev/null | awk 'NF{print $2; exit}') -t 1; beanstalkd $(beanstalkd -v 2>&1 | awk '{print $2}') (in memory); libzmq $(pkg-config --modversion libzmq 2>/dev/null)"
 } >"$WORK/header"
 cat "$WORK/header" >&2

@@ -15,6 +15,9 @@
 //!                               result back at the client; printed as pipecall_wW)
 //! zmws-bench filldrain [opts]   N serial submits with no worker (fill), broker
 //!                               RSS (rss_N_queued), then W workers drain them
+//! zmws-bench wakeup [--n N]    the machine's cost of one thread hand-off
+//!                               (eventfd between threads, TCP between
+//!                               processes; free, one CPU, two CPUs)
 //! zmws-bench report RAW         medians of a raw results file + comparison table
 //! zmws-bench worker ...         (internal) one worker process
 //!
@@ -34,6 +37,7 @@
 //! env:  BENCH_WAIT_S (60)  wait for completions / results
 //!       ZMWS_BROKER_WRAP   command prefix for the broker, e.g.
 //!                          "valgrind --tool=callgrind --callgrind-out-file=F"
+//!       ZMWS_WORKER_WRAP   command prefix for each worker, e.g. "taskset -c 1"
 //!       ZMWS_BROKER_STOP_S (3)  grace period after SIGTERM to the broker
 //! ```
 //!
@@ -45,6 +49,7 @@
 //! this goes through the broker.
 
 mod report;
+mod wakeup;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -85,6 +90,14 @@ fn run(args: Vec<String>) -> Res<()> {
             let path = args.get(1).ok_or_else(usage)?;
             report::report(path)
         }
+        "wakeup" => {
+            let n = match args.get(1).map(String::as_str) {
+                Some("--n") => args.get(2).and_then(|v| v.parse().ok()).ok_or_else(usage)?,
+                Some(_) => return Err(usage()),
+                None => 20_000,
+            };
+            wakeup::run(n)
+        }
         "sync" | "tput" | "pipe" | "pipecall" | "filldrain" => {
             let opts = Opts::parse(&mode, &args[1..])?;
             match mode.as_str() {
@@ -102,7 +115,7 @@ fn run(args: Vec<String>) -> Res<()> {
 fn usage() -> String {
     "usage: zmws-bench sync|tput|pipe|pipecall|filldrain [--n N] [--workers W] [--payload B] [--capacity C] [--window J] \
      [--zmws PATH] [--transport tcp|ipc] [--persist] [--news] [--quiet-fill] [--no-drain] [--raw-worker] [--spin-us US] \
-     [--broker-arg ARG]... | report RAWFILE"
+     [--broker-arg ARG]... | wakeup [--n N] | report RAWFILE"
         .to_string()
 }
 
@@ -650,8 +663,22 @@ impl Workers {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let fd = counter.map(|c| c.fd).unwrap_or(-1);
         let mut v = Vec::with_capacity(w);
+        // ZMWS_WORKER_WRAP (experiments, like ZMWS_BROKER_WRAP): a command
+        // to start each worker under, e.g. "taskset -c 1".
+        let wrap: Vec<String> = std::env::var("ZMWS_WORKER_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         for _ in 0..w {
-            let mut cmd = Command::new(&exe);
+            let mut cmd = match wrap.split_first() {
+                Some((prog, rest)) => {
+                    let mut c = Command::new(prog);
+                    c.args(rest).arg(&exe);
+                    c
+                }
+                None => Command::new(&exe),
+            };
             let kind = if o.raw_worker { "raw" } else { "lib" };
             cmd.args([
                 "worker",
