@@ -23,7 +23,30 @@ pub struct Client {
     current: usize,
     request_timeout: Duration,
     next_tag: u64,
+    /// Failback: while on a later endpoint, a probe of the first one (an
+    /// `mmi.service` request on a socket of its own), sent at most every
+    /// [`FAILBACK_PROBE_INTERVAL`] and looked at when the next call starts.
+    probe: Option<ProcessBound<zmq::Socket>>,
+    /// When an unanswered probe is given up.
+    probe_until: Instant,
+    /// When the last probe was sent.
+    probed_at: Instant,
 }
+
+/// Failback: how often a client or worker that failed over probes the first
+/// endpoint of its list (while it is in use).
+pub const FAILBACK_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// Failback: how long the first endpoint must have answered before workers
+/// move back to it. Twice the probe interval, so that clients in use move
+/// back first.
+pub const FAILBACK_SETTLE: Duration = Duration::from_secs(4);
+/// Failback: how long a call waits for a probe's answer when the client's
+/// last look at the first endpoint is older than [`FAILBACK_SETTLE`].
+const PROBE_WAIT: Duration = Duration::from_millis(100);
+/// How long a submit or call keeps trying the brokers of its list while a
+/// service's workers are moving between them (one refuses with 421 "moved",
+/// the other does not know them yet).
+const MOVING_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Largest number of `batch` calls kept in flight at once.
 const BATCH_WINDOW: usize = 2000;
@@ -43,7 +66,18 @@ impl Client {
         let ctx = ProcessBound::new(zmq::Context::new());
         let request_timeout = Duration::from_secs(5);
         let socket = ProcessBound::new(Client::open(&ctx, &endpoints[0], request_timeout)?);
-        Ok(Client { ctx, socket, endpoints, current: 0, request_timeout, next_tag: 1 })
+        let now = Instant::now();
+        Ok(Client {
+            ctx,
+            socket,
+            endpoints,
+            current: 0,
+            request_timeout,
+            next_tag: 1,
+            probe: None,
+            probe_until: now,
+            probed_at: now,
+        })
     }
 
     fn open(ctx: &zmq::Context, endpoint: &str, timeout: Duration) -> Result<zmq::Socket> {
@@ -77,7 +111,124 @@ impl Client {
         self.current = (self.current + 1) % self.endpoints.len();
         self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?);
         tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
+        // A failover starts a fresh probing cycle for the first endpoint.
+        self.probe = None;
+        self.probed_at = Instant::now();
         Ok(())
+    }
+
+    /// Opens the socket to endpoint `index`; a probe under way is dropped
+    /// and the next one waits a full interval.
+    fn switch_to(&mut self, index: usize) -> Result<()> {
+        self.ctx.check("Client")?;
+        self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[index], self.request_timeout)?);
+        self.current = index;
+        self.probe = None;
+        self.probed_at = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the socket's connection is up within `wait` (with
+    /// ZMQ_IMMEDIATE a DEALER is writable only once connected).
+    fn connected_within(&self, wait: Duration) -> bool {
+        self.socket.poll(zmq::POLLOUT, wait.as_millis().min(i64::MAX as u128) as i64).unwrap_or(0) > 0
+    }
+
+    /// Failback, called when a call starts (nothing is in flight then).
+    /// While on a later endpoint of the list, the first one is probed with
+    /// an `mmi.service` request on a throw-away socket every
+    /// [`FAILBACK_PROBE_INTERVAL`]; a call that finds the probe answered
+    /// moves the client back first. A client quiet for longer than
+    /// [`FAILBACK_SETTLE`] (workers may have moved back meanwhile) waits up
+    /// to 100 ms for a fresh probe's answer before its call.
+    fn fail_back(&mut self) {
+        if self.current == 0 || self.ctx.check("Client").is_err() {
+            self.probe = None;
+            return;
+        }
+        let now = Instant::now();
+        if self.probe.is_none() && now.duration_since(self.probed_at) >= FAILBACK_PROBE_INTERVAL {
+            let stale = now.duration_since(self.probed_at) >= FAILBACK_SETTLE;
+            self.probed_at = now;
+            self.probe_until = now + self.request_timeout.max(PROBE_WAIT);
+            self.probe = self.open_probe().ok().map(ProcessBound::new);
+            if stale {
+                if let Some(p) = &self.probe {
+                    let _ = p.poll(zmq::POLLIN, PROBE_WAIT.as_millis() as i64);
+                }
+            }
+        }
+        let Some(probe) = &self.probe else { return };
+        if probe.recv_bytes(zmq::DONTWAIT).is_ok() {
+            self.probe = None;
+            match self.switch_to(0) {
+                Ok(()) => tracing::info!(endpoint = %self.endpoints[0], "the first broker of the list answers again: client moved back"),
+                Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
+            }
+        } else if now >= self.probe_until {
+            self.probe = None;
+        }
+    }
+
+    /// A throw-away DEALER carrying one `mmi.service` request to the first endpoint.
+    fn open_probe(&self) -> std::result::Result<zmq::Socket, zmq::Error> {
+        let s = self.ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_handshake_ivl(self.request_timeout.as_millis().clamp(100, i32::MAX as u128) as i32)?;
+        s.connect(&self.endpoints[0])?;
+        // Queued until the connection is up (no ZMQ_IMMEDIATE here).
+        s.send_multipart([MDPC02, &[C_REQUEST], b"mmi.service", b"mmi.service"], zmq::DONTWAIT)?;
+        Ok(s)
+    }
+
+    /// Runs a submit or call (which starts with [`Client::fail_back`]).
+    /// When the broker refuses it because no worker for the service is
+    /// there (404: none ever offered it; 421: they moved to another
+    /// broker), the other brokers of the list are tried in turn, and the
+    /// client returns to its broker afterwards: after a failback the workers
+    /// may still be on the broker the client left. While some broker says
+    /// "moved" (the workers are between brokers), the round is tried again
+    /// for up to [`MOVING_PATIENCE`]. When every broker refuses, the first
+    /// refusal is returned.
+    fn to_a_broker_that_knows<T>(&mut self, mut op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        let refused = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(_)));
+        let moved = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
+        let first = op(self);
+        if !refused(&first) || self.endpoints.len() < 2 {
+            return first;
+        }
+        let home = self.current;
+        let give_up = Instant::now() + MOVING_PATIENCE.min(self.request_timeout);
+        let mut any_moved = moved(&first);
+        let mut outcome = None;
+        'rounds: loop {
+            for step in 1..=self.endpoints.len() {
+                let index = (home + step) % self.endpoints.len();
+                if index == home && step == self.endpoints.len() && !any_moved {
+                    break;
+                }
+                // A broker that does not take the connection within a
+                // second (down) is skipped, not waited for.
+                if self.switch_to(index).is_err() || !self.connected_within(self.request_timeout.min(Duration::from_secs(1))) {
+                    continue;
+                }
+                let r = op(self);
+                if !refused(&r) {
+                    outcome = Some(r);
+                    break 'rounds;
+                }
+                any_moved |= moved(&r);
+            }
+            if !any_moved || Instant::now() >= give_up {
+                break;
+            }
+            any_moved = false;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.current != home {
+            let _ = self.switch_to(home);
+        }
+        outcome.unwrap_or(first)
     }
 
     fn send(&self, service: &[u8], body: &[&[u8]]) -> Result<()> {
@@ -146,6 +297,7 @@ impl Client {
     /// Sends a request to a `zmws.*` service and waits for its final reply,
     /// failing over to the next endpoint when the broker does not answer.
     fn request(&mut self, service: &str, body: &[&[u8]]) -> Result<Vec<Frame>> {
+        self.fail_back();
         let tries = self.endpoints.len().max(1);
         let mut last = None;
         for _ in 0..tries {
@@ -207,6 +359,10 @@ impl Client {
     /// Submits an async job; returns its id as soon as the broker accepted it.
     pub fn submit(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
         Client::check_service(service)?;
+        self.to_a_broker_that_knows(|c| c.submit_once(service, payload))
+    }
+
+    fn submit_once(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
         let body = self.request("zmws.submit", &[service.as_bytes(), payload])?;
         if body.len() == 1 {
             if let Some(id) = JobId::parse(&body[0]) {
@@ -224,6 +380,10 @@ impl Client {
         if key.is_empty() || key.len() > 255 {
             return Err(Error::InvalidArgument("idempotency key must be 1 to 255 bytes".into()));
         }
+        self.to_a_broker_that_knows(|c| c.submit_unique_once(service, payload, key))
+    }
+
+    fn submit_unique_once(&mut self, service: &str, payload: &[u8], key: &str) -> Result<JobId> {
         let body = self.request("zmws.submit.unique", &[key.as_bytes(), service.as_bytes(), payload])?;
         if body.len() == 1 {
             if let Some(id) = JobId::parse(&body[0]) {
@@ -241,6 +401,10 @@ impl Client {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
+        self.to_a_broker_that_knows(|c| c.submit_batch_once(service, payloads))
+    }
+
+    fn submit_batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P]) -> Result<Vec<JobId>> {
         if payloads.len() > crate::engine::MAX_SUBMIT_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "a batch holds at most {} jobs; this one has {}",
@@ -288,6 +452,11 @@ impl Client {
         on_partial: &mut dyn FnMut(&[u8]),
     ) -> Result<Vec<u8>> {
         Client::check_service(service)?;
+        self.to_a_broker_that_knows(|c| c.call_once(service, payload, timeout, &mut *on_partial))
+    }
+
+    fn call_once(&mut self, service: &str, payload: &[u8], timeout: Duration, on_partial: &mut dyn FnMut(&[u8])) -> Result<Vec<u8>> {
+        self.fail_back();
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
         self.send_failover(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
@@ -325,6 +494,7 @@ impl Client {
     /// input order. `timeout` bounds the whole batch.
     pub fn batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
         Client::check_service(service)?;
+        self.fail_back();
         let deadline = crate::deadline_after(timeout);
         let n = payloads.len();
         let mut results: Vec<Option<Result<Vec<u8>>>> = (0..n).map(|_| None).collect();

@@ -228,6 +228,10 @@ struct Service {
     /// registration number they had when queued (stale entries are skipped).
     idle: VecDeque<(Rc<[u8]>, u64)>,
     live_workers: usize,
+    /// The last worker left for another broker (failback): new jobs are
+    /// refused with 421 until a worker registers again, so none waits here
+    /// for a worker that will not come.
+    moved_away: bool,
     stats: ServiceStats,
 }
 
@@ -623,7 +627,17 @@ impl Engine {
         let Some(&si) = self.service_index.get(service) else {
             return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
         };
+        self.check_not_moved(si)?;
         self.enqueue_at(si, payload, waiter, unique_key, now, out)
+    }
+
+    /// Refuses jobs for a service whose workers all moved to another broker.
+    fn check_not_moved(&self, si: usize) -> Result<(), (&'static str, String)> {
+        let svc = &self.services[si];
+        if svc.moved_away && svc.live_workers == 0 {
+            return Err(("421", format!("the workers of service '{}' {}", svc.name, protocol::MOVED_REFUSAL)));
+        }
+        Ok(())
     }
 
     /// [`Engine::enqueue`] for a service already looked up.
@@ -718,6 +732,7 @@ impl Engine {
         let Some(&si) = self.service_index.get(service) else {
             return Err(("404", format!("no worker has ever offered service '{}'", printable(service))));
         };
+        self.check_not_moved(si)?;
         if let Some((i, f)) = body[1..].iter().enumerate().find(|(_, f)| f.len() > self.config.max_payload) {
             return Err(("413", format!("payload {i} of {} bytes is over the limit of {} bytes", f.len(), self.config.max_payload)));
         }
@@ -797,6 +812,7 @@ impl Engine {
                 out.push(Output::Send(Socket::Worker, encode_worker_disconnect(&peer, version)));
             }
             WorkerCommand::Heartbeat => self.touch(&peer, now),
+            WorkerCommand::Moving => self.on_moving(peer, version, now, out),
             WorkerCommand::Partial { address, body } => {
                 self.touch(&peer, now);
                 self.on_partial(&peer, &address, body, out);
@@ -901,8 +917,36 @@ impl Engine {
         self.registrations += 1;
         let svc = &mut self.services[si];
         svc.live_workers += 1;
+        svc.moved_away = false;
         svc.idle.push_back((identity, self.registrations));
         self.dispatch(si, now, out);
+    }
+
+    /// A registered worker asks to leave for another broker (failback). It
+    /// stays while it holds jobs (some may be on their way to it), and the
+    /// last worker of a service stays while jobs wait in its queue;
+    /// otherwise it is removed and told MOVED. A service whose last worker
+    /// moved refuses new jobs (421) until a worker registers again.
+    fn on_moving(&mut self, peer: Frame, version: Version, now: u64, out: &mut Vec<Output>) {
+        let Some(w) = self.workers.get(peer.as_slice()) else { return };
+        let si = w.service;
+        let svc = &self.services[si];
+        let backlog = svc.live_workers == 1 && svc.queue.iter().any(|id| self.jobs.get(id).is_some_and(|j| j.state == JobState::Queued));
+        if !w.held.is_empty() || backlog {
+            self.touch(&peer, now);
+            let mut m = protocol::encode_worker_heartbeat(&peer, version);
+            m.push(protocol::STAY.to_vec());
+            out.push(Output::Send(Socket::Worker, m));
+            return;
+        }
+        self.purge_worker(&peer, now, out, "moved to another broker");
+        let svc = &mut self.services[si];
+        if svc.live_workers == 0 {
+            svc.moved_away = true;
+        }
+        let mut m = encode_worker_disconnect(&peer, version);
+        m.push(protocol::MOVED.to_vec());
+        out.push(Output::Send(Socket::Worker, m));
     }
 
     /// Removes a worker; its jobs go back to the front of their queue (or
@@ -1448,6 +1492,7 @@ impl Engine {
             queue: VecDeque::new(),
             idle: VecDeque::new(),
             live_workers: 0,
+            moved_away: false,
             stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
         });
         self.service_index.insert(name.to_vec().into_boxed_slice(), self.services.len() - 1);

@@ -521,3 +521,81 @@ fn a_failed_commit_keeps_the_finishes_of_jobs_already_on_disk() {
     assert!(again.iter().any(|op| matches!(op, JournalOp::Finished { state: crate::job::JobState::Complete, .. })), "{again:?}");
     assert!(!again.iter().any(|op| matches!(op, JournalOp::Insert { .. })), "the refused job is not written");
 }
+
+/// Failback (zmws extension "moving"): a worker asking to leave stays while
+/// it holds a job, and the last worker stays while jobs are queued; once it
+/// is gone the service refuses new jobs (421) until a worker registers.
+#[test]
+fn a_moving_worker_stays_while_it_has_work_and_its_service_then_refuses_jobs() {
+    let mut h = Harness::new();
+    h.ready("w1", "svc");
+    let moving = |h: &mut Harness| h.worker(vec![f("w1"), f("MDPW02"), vec![6], f("zmws:1 moving")]);
+
+    // Holding a job: it stays (HEARTBEAT + stay), the job is not requeued.
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("a")]);
+    let reqs = h.take(Socket::Worker);
+    assert_eq!(reqs.len(), 1);
+    let held = reqs[0][3].clone();
+    let _ = h.take(Socket::Client);
+    moving(&mut h);
+    let answer = h.take(Socket::Worker);
+    assert_eq!(answer, vec![vec![f("w1"), f("MDPW02"), vec![5], f("zmws:1 stay")]]);
+    assert_eq!(h.e.live_workers(), 1);
+
+    // A second job is queued; the worker answers both.
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("b")]);
+    let _ = h.take(Socket::Client);
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], held, f(""), f("A")]);
+    let next = h.take(Socket::Worker);
+    assert_eq!(next.len(), 1, "the queued job went to the worker");
+    let second = next[0][3].clone();
+    h.worker(vec![f("w1"), f("MDPW02"), vec![4], second, f(""), f("B")]);
+    let _ = h.take(Socket::Worker);
+
+    // Idle, nothing queued: removed and told MOVED; new jobs get 421.
+    moving(&mut h);
+    assert_eq!(h.take(Socket::Worker), vec![vec![f("w1"), f("MDPW02"), vec![6], f("zmws:1 moved")]]);
+    assert_eq!(h.e.live_workers(), 0);
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("c")]);
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit.batch"), f("svc"), f("d"), f("e")]);
+    let refusals = h.take(Socket::Client);
+    assert_eq!(refusals.len(), 2);
+    for r in &refusals {
+        assert_eq!(r[4], f("421"), "{r:?}");
+    }
+
+    // A worker that registers again lifts the refusal.
+    h.ready("w2", "svc");
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("f")]);
+    let ok = h.take(Socket::Client);
+    assert_eq!(ok[0][4].len(), 32, "a job id");
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+}
+
+/// A worker holding a job is kept (its job may be on its way to it); an
+/// idle one may go while another worker of the service remains.
+#[test]
+fn a_worker_holding_a_job_stays_and_an_idle_one_may_go_while_another_remains() {
+    let mut h = Harness::new();
+    h.ready("w1", "svc");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("a")]);
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("b")]);
+    let _ = h.take(Socket::Worker);
+    // w1 holds a job ("b" waits behind it): stay.
+    h.worker(vec![f("w1"), f("MDPW02"), vec![6], f("zmws:1 moving")]);
+    assert_eq!(h.take(Socket::Worker)[0][3], f("zmws:1 stay"));
+    // w2 joins and takes the queued job; w1 (still holding) stays; then
+    // w2, idle with nothing queued, may go although w1 remains.
+    h.ready("w2", "svc");
+    let given = h.take(Socket::Worker);
+    assert_eq!(given.len(), 1);
+    let job = given[0][3].clone();
+    h.worker(vec![f("w2"), f("MDPW02"), vec![4], job, f(""), f("B")]);
+    let _ = h.take(Socket::Worker);
+    h.worker(vec![f("w2"), f("MDPW02"), vec![6], f("zmws:1 moving")]);
+    assert_eq!(h.take(Socket::Worker)[0][3], f("zmws:1 moved"));
+    assert_eq!(h.e.live_workers(), 1);
+    // The service still has w1: jobs are accepted.
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("c")]);
+    assert_eq!(h.take(Socket::Client)[0][4].len(), 32);
+}

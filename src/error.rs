@@ -113,6 +113,8 @@ impl Error {
     pub fn from_status(status: &str, message: String) -> Error {
         match status {
             "404" => Error::NoSuchService(message),
+            // No worker here: they moved to another broker (failback).
+            "421" => Error::NoSuchService(message),
             "400" => Error::InvalidArgument(message),
             "410" => Error::NotFound(message),
             "413" => Error::TooLarge(message),

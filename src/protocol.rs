@@ -136,6 +136,10 @@ pub enum WorkerCommand {
     Heartbeat,
     /// The worker leaves.
     Disconnect,
+    /// zmws extension: a DISCONNECT carrying [`DISCONNECT_MOVING`]. The
+    /// worker asks to leave for another broker; the broker answers
+    /// DISCONNECT + [`MOVED`] (it is gone) or HEARTBEAT + [`STAY`].
+    Moving,
     /// A valid MDPW01/MDPW02 header with an unknown or malformed command
     /// (RFC 7/18: the peer is then treated as invalid and disconnected).
     Invalid {
@@ -262,6 +266,9 @@ fn decode_worker_command(peer: &Frame, version: Version, mut rest: Vec<Frame>) -
             WorkerCommand::Partial { address, body }
         }
         (Version::V01, W_HEARTBEAT_OR_FINAL) | (Version::V02, W_DISCONNECT_OR_HEARTBEAT) => WorkerCommand::Heartbeat,
+        (Version::V02, W_DISCONNECT_V2) if rest.first().is_some_and(|f| f.as_slice() == DISCONNECT_MOVING) => {
+            WorkerCommand::Moving
+        }
         (Version::V01, W_DISCONNECT_OR_HEARTBEAT) | (Version::V02, W_DISCONNECT_V2) => WorkerCommand::Disconnect,
         (_, W_FAIL) => {
             let (address, body) = split_envelope(&peer, rest)?;
@@ -386,6 +393,19 @@ pub fn encode_worker_disconnect(peer: &[u8], version: Version) -> Vec<Frame> {
 /// zmws extension frame after a DISCONNECT to a zmws worker: the broker is
 /// stopping, so the worker should go to the next broker of its list.
 pub const DISCONNECT_STOPPING: &[u8] = b"zmws:1 stopping";
+
+/// zmws extension frame after a worker's DISCONNECT (failback): it asks to
+/// leave for the first broker of its list, which is back.
+pub const DISCONNECT_MOVING: &[u8] = b"zmws:1 moving";
+/// End of the message of a `421` refusal: the service's workers moved to
+/// another broker (failback). Clients try the other brokers of their list.
+pub const MOVED_REFUSAL: &str = "moved to another broker";
+/// Broker's answer to [`DISCONNECT_MOVING`], after a DISCONNECT: the worker
+/// was removed and may go.
+pub const MOVED: &[u8] = b"zmws:1 moved";
+/// Broker's answer to [`DISCONNECT_MOVING`], after a HEARTBEAT: the worker
+/// holds jobs, or is the last one of a service with jobs queued; it stays.
+pub const STAY: &[u8] = b"zmws:1 stay";
 
 /// What a zmws worker announced in its READY extension frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::client::split_endpoints;
+use crate::client::{split_endpoints, FAILBACK_PROBE_INTERVAL, FAILBACK_SETTLE};
 use crate::error::{Error, Result};
 use crate::fork::Origin;
 use crate::job::{IdHash, JobId};
@@ -198,6 +198,12 @@ impl Worker {
             reconnect_at: now,
             last_activity: now,
             active: false,
+            probe: None,
+            probe_until: now,
+            next_probe: now,
+            first_up_since: None,
+            move_asked: None,
+            move_after: now,
         };
         conn.ensure_connected(now);
         let shared = Arc::new(Shared {
@@ -570,6 +576,21 @@ struct Connection {
     last_activity: Instant,
     /// A job was taken or answered since `last_activity` was last set.
     active: bool,
+    /// Failback: while connected to a later endpoint of the list, a probe
+    /// of the first one (a worker HEARTBEAT from an unregistered identity,
+    /// which any MDP broker answers with DISCONNECT).
+    probe: Option<zmq::Socket>,
+    /// When an unanswered probe is given up.
+    probe_until: Instant,
+    /// When the next probe may be sent.
+    next_probe: Instant,
+    /// Since when the first endpoint has answered every probe.
+    first_up_since: Option<Instant>,
+    /// When this worker asked its broker to let it move (DISCONNECT +
+    /// "zmws:1 moving"), while the answer is awaited.
+    move_asked: Option<Instant>,
+    /// No move is asked before this (after a "stay").
+    move_after: Instant,
 }
 
 fn worker_frames(cmd: u8, rest: Vec<Frame>) -> Vec<Frame> {
@@ -672,7 +693,81 @@ impl Connection {
         if now.duration_since(self.heard) > self.heartbeat() * self.config.liveness.max(1) {
             tracing::warn!("broker silent past liveness: reconnecting to the next endpoint");
             self.drop_connection(now, true);
+            return;
         }
+        self.watch_first_endpoint(now);
+    }
+
+    /// Failback. While connected to a later endpoint of the list, probes
+    /// the first one every [`FAILBACK_PROBE_INTERVAL`]. Once it has answered
+    /// every probe for [`FAILBACK_SETTLE`] (clients in use have moved back
+    /// by then), the worker, between two jobs, asks its broker to let it go
+    /// (DISCONNECT + "zmws:1 moving"). The broker answers MOVED (the worker then registers
+    /// with the first broker) or STAY (a job is on its way, or work is
+    /// queued that only this worker could run). A broker without the
+    /// extension takes the DISCONNECT as such and answers nothing: after a
+    /// liveness window the worker moves anyway.
+    fn watch_first_endpoint(&mut self, now: Instant) {
+        let n = self.config.endpoints.len();
+        if n < 2 || self.index % n == 0 || self.socket.is_none() {
+            self.probe = None;
+            self.first_up_since = None;
+            self.move_asked = None;
+            return;
+        }
+        if let Some(asked) = self.move_asked {
+            if now.duration_since(asked) >= self.heartbeat() * self.config.liveness.max(1) {
+                self.move_to_first(now);
+            }
+            return;
+        }
+        if let Some(probe) = &self.probe {
+            if probe.recv_bytes(zmq::DONTWAIT).is_ok() {
+                self.probe = None;
+                self.first_up_since.get_or_insert(now);
+            } else if now >= self.probe_until {
+                self.probe = None;
+                self.first_up_since = None;
+            }
+        }
+        if self.probe.is_none() && now >= self.next_probe {
+            let window = self.heartbeat() * self.config.liveness.max(1);
+            self.probe = self.open_probe(&self.config.endpoints[0], window).ok();
+            self.probe_until = now + window;
+            self.next_probe = now + FAILBACK_PROBE_INTERVAL;
+        }
+        let settled = self.first_up_since.is_some_and(|t| now.duration_since(t) >= FAILBACK_SETTLE);
+        let between_jobs = self.held.is_empty() && self.pending.is_empty() && self.outbox_jobs == 0 && now >= self.move_after;
+        if settled && between_jobs {
+            if let Some(s) = &self.socket {
+                if s.send_multipart(worker_frames(W_DISCONNECT_V2, vec![protocol::DISCONNECT_MOVING.to_vec()]), zmq::DONTWAIT).is_ok() {
+                    self.move_asked = Some(now);
+                }
+            }
+        }
+    }
+
+    /// The broker let this worker go (or never answered): register with
+    /// the first broker of the list now.
+    fn move_to_first(&mut self, now: Instant) {
+        tracing::info!(endpoint = %self.config.endpoints[0], "the first broker of the list is back: moving to it");
+        self.drop_connection(now, false);
+        self.index = 0;
+        self.reconnect_at = now;
+        self.probe = None;
+        self.first_up_since = None;
+        self.move_asked = None;
+        self.ensure_connected(now);
+    }
+
+    /// A throw-away DEALER that sends one worker HEARTBEAT to `ep`.
+    fn open_probe(&self, ep: &str, window: Duration) -> std::result::Result<zmq::Socket, zmq::Error> {
+        let s = self.ctx.socket(zmq::DEALER)?;
+        s.set_linger(0)?;
+        s.set_handshake_ivl(window.as_millis().clamp(100, i32::MAX as u128) as i32)?;
+        s.connect(ep)?;
+        s.send_multipart(worker_frames(W_DISCONNECT_OR_HEARTBEAT, vec![]), zmq::DONTWAIT)?;
+        Ok(s)
     }
 
     /// Polls the broker socket and the wake socket.
@@ -722,6 +817,16 @@ impl Connection {
                         let id = std::str::from_utf8(id).map(str::to_owned).unwrap_or_else(|_| String::from_utf8_lossy(id).into_owned());
                         self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
                     }
+                }
+                W_DISCONNECT_V2 if self.move_asked.is_some() && frames.get(2).is_some_and(|f| &f[..] == protocol::MOVED) => {
+                    self.move_to_first(now);
+                    return;
+                }
+                W_DISCONNECT_OR_HEARTBEAT if frames.get(2).is_some_and(|f| &f[..] == protocol::STAY) => {
+                    // The broker keeps us (a job is on its way, or work is
+                    // queued): ask again later.
+                    self.move_asked = None;
+                    self.move_after = now + self.heartbeat();
                 }
                 W_DISCONNECT_V2 => {
                     // A broker that is stopping says so: try the next one

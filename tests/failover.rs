@@ -84,3 +84,114 @@ fn a_broker_stopping_gracefully_sends_its_workers_to_the_next_broker_at_once() {
     drop(on_b);
     second.stop().unwrap();
 }
+
+/// Failback: when the first broker of the list comes back, a client in use
+/// moves back to it, the worker follows once the first broker has answered
+/// for a while (asking its broker to let it go: "zmws:1 moving"), every call
+/// is answered all along (no job is left at a broker the worker has left),
+/// and a client that was quiet meanwhile moves back before its next call.
+#[test]
+fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
+    let hb = Duration::from_millis(100);
+    let (a_client, a_worker) = (dead_endpoint(), dead_endpoint());
+    let second = Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral().heartbeat(hb) })
+        .unwrap()
+        .start()
+        .unwrap();
+    let b = second.endpoints().clone();
+
+    let mut wcfg = WorkerConfig::new(&format!("{a_worker},{}", b.worker), "BACK");
+    wcfg.heartbeat_ms = 100;
+    let worker = std::sync::Arc::new(Worker::with_config(wcfg).unwrap());
+    let w = worker.clone();
+    let t = std::thread::spawn(move || w.run(|job| Ok(job.payload.to_ascii_uppercase())));
+
+    let mut client = Client::connect(&format!("{a_client},{}", b.client)).unwrap();
+    client.set_request_timeout(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !client.service_available("BACK").unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the worker never reached the second broker");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(client.endpoint(), b.client, "the client failed over");
+    assert_eq!(client.call("BACK", b"on b", Duration::from_secs(5)).unwrap(), b"ON B");
+    let mut quiet = Client::connect(&format!("{a_client},{}", b.client)).unwrap();
+    quiet.set_request_timeout(Duration::from_millis(300));
+    assert_eq!(quiet.call("BACK", b"on b", Duration::from_secs(5)).unwrap(), b"ON B");
+
+    // The first broker comes back on its endpoints.
+    let first = Broker::bind(BrokerConfig {
+        client_endpoint: a_client.clone(),
+        worker_endpoint: a_worker.clone(),
+        news_endpoint: None,
+        ..BrokerConfig::ephemeral().heartbeat(hb)
+    })
+    .unwrap()
+    .start()
+    .unwrap();
+    let mut on_a = Client::connect(&a_client).unwrap();
+    on_a.set_request_timeout(Duration::from_secs(2));
+    let back = std::time::Instant::now();
+    let mut client_back = false;
+    let mut calls = 0;
+    loop {
+        assert!(back.elapsed() < Duration::from_secs(20), "client on {}, worker not back", client.endpoint());
+        // Every call is answered, wherever the worker is at that moment.
+        assert_eq!(client.call("BACK", b"x", Duration::from_secs(5)).unwrap(), b"X");
+        assert!(client.submit("BACK", b"async").is_ok());
+        calls += 1;
+        client_back |= client.endpoint() == a_client;
+        if on_a.service_available("BACK").unwrap() {
+            assert!(client_back, "the worker moved back before the client in use");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(calls > 10, "the worker moved back only after a settling time ({calls} calls)");
+    assert_eq!(client.endpoint(), a_client);
+    assert_eq!(on_a.call("BACK", b"on a", Duration::from_secs(5)).unwrap(), b"ON A");
+
+    // The client that failed over but was quiet all along moves back before
+    // its next call (it waits briefly for a fresh probe's answer).
+    assert_eq!(quiet.endpoint(), b.client);
+    assert_eq!(quiet.call("BACK", b"late", Duration::from_secs(5)).unwrap(), b"LATE");
+    assert_eq!(quiet.endpoint(), a_client);
+
+    // The second broker has no worker left, and says why to a stock request.
+    let mut on_b = Client::connect(&b.client).unwrap();
+    assert!(!on_b.service_available("BACK").unwrap(), "the worker left the second broker");
+    match on_b.submit("BACK", b"stray") {
+        Err(zmws::Error::NoSuchService(m)) => assert!(m.contains("moved to another broker"), "{m}"),
+        other => panic!("expected a 'moved' refusal from the second broker, got {other:?}"),
+    }
+    let queued = on_b.jobs(zmws::JobList::Queued).unwrap();
+    assert!(queued.is_empty(), "no job was left behind at the second broker: {queued:?}");
+
+    worker.stop();
+    t.join().unwrap().unwrap();
+    drop((client, quiet, on_a, on_b));
+    first.stop().unwrap();
+    second.stop().unwrap();
+}
+
+/// A service no broker of the list knows is refused with the first
+/// broker's 404, quickly, even when a later broker of the list is down.
+#[test]
+fn an_unknown_service_is_refused_quickly_when_a_later_broker_is_down() {
+    let broker = Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
+    let ep = broker.endpoints().clone();
+    let mut client = Client::connect(&format!("{},{}", ep.client, dead_endpoint())).unwrap();
+    let started = std::time::Instant::now();
+    match client.submit("NOBODY", b"x") {
+        Err(zmws::Error::NoSuchService(m)) => assert!(m.contains("no worker has ever offered"), "{m}"),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    match client.call("NOBODY", b"x", Duration::from_secs(5)) {
+        Err(zmws::Error::NoSuchService(_)) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+    assert_eq!(client.endpoint(), ep.client, "the client stays on its broker");
+    drop(client);
+    broker.stop().unwrap();
+}

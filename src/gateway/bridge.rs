@@ -58,6 +58,8 @@ impl BridgeError {
         let status = match code {
             b"400" => 400,
             b"404" => 404,
+            // the service's workers moved to another broker (failback)
+            b"421" => 503,
             b"409" => 409,
             b"413" => 413,
             b"503" => 503,
