@@ -31,6 +31,9 @@ pub struct Client {
     probe_until: Instant,
     /// When the last probe was sent.
     probed_at: Instant,
+    /// A request is visiting the other brokers of the list (no failback
+    /// probing meanwhile).
+    redirecting: bool,
 }
 
 /// Failback: how often a client or worker that failed over probes the first
@@ -77,6 +80,7 @@ impl Client {
             probe: None,
             probe_until: now,
             probed_at: now,
+            redirecting: false,
         })
     }
 
@@ -117,14 +121,11 @@ impl Client {
         Ok(())
     }
 
-    /// Opens the socket to endpoint `index`; a probe under way is dropped
-    /// and the next one waits a full interval.
+    /// Opens the socket to endpoint `index`.
     fn switch_to(&mut self, index: usize) -> Result<()> {
         self.ctx.check("Client")?;
         self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[index], self.request_timeout)?);
         self.current = index;
-        self.probe = None;
-        self.probed_at = Instant::now();
         Ok(())
     }
 
@@ -134,14 +135,18 @@ impl Client {
         self.socket.poll(zmq::POLLOUT, wait.as_millis().min(i64::MAX as u128) as i64).unwrap_or(0) > 0
     }
 
-    /// Failback, called when a call starts (nothing is in flight then).
-    /// While on a later endpoint of the list, the first one is probed with
-    /// an `mmi.service` request on a throw-away socket every
-    /// [`FAILBACK_PROBE_INTERVAL`]; a call that finds the probe answered
-    /// moves the client back first. A client quiet for longer than
-    /// [`FAILBACK_SETTLE`] (workers may have moved back meanwhile) waits up
-    /// to 100 ms for a fresh probe's answer before its call.
-    fn fail_back(&mut self) {
+    /// Failback, called when a submit or call for `service` starts
+    /// (nothing is in flight then). While on a later endpoint of the list,
+    /// the first one is asked `mmi.service <service>` on a throw-away socket
+    /// every [`FAILBACK_PROBE_INTERVAL`]; a call that finds the answer `200`
+    /// (the first broker is back *and* has workers for it: they move back
+    /// before clients) moves the client back first. A client quiet for
+    /// longer than [`FAILBACK_SETTLE`] waits up to 100 ms for a fresh
+    /// probe's answer before its call.
+    fn fail_back(&mut self, service: &str) {
+        if self.redirecting {
+            return;
+        }
         if self.current == 0 || self.ctx.check("Client").is_err() {
             self.probe = None;
             return;
@@ -150,8 +155,8 @@ impl Client {
         if self.probe.is_none() && now.duration_since(self.probed_at) >= FAILBACK_PROBE_INTERVAL {
             let stale = now.duration_since(self.probed_at) >= FAILBACK_SETTLE;
             self.probed_at = now;
-            self.probe_until = now + self.request_timeout.max(PROBE_WAIT);
-            self.probe = self.open_probe().ok().map(ProcessBound::new);
+            self.probe_until = crate::deadline_after(self.request_timeout.max(PROBE_WAIT));
+            self.probe = self.open_probe(service).ok().map(ProcessBound::new);
             if stale {
                 if let Some(p) = &self.probe {
                     let _ = p.poll(zmq::POLLIN, PROBE_WAIT.as_millis() as i64);
@@ -159,25 +164,30 @@ impl Client {
             }
         }
         let Some(probe) = &self.probe else { return };
-        if probe.recv_bytes(zmq::DONTWAIT).is_ok() {
-            self.probe = None;
-            match self.switch_to(0) {
-                Ok(()) => tracing::info!(endpoint = %self.endpoints[0], "the first broker of the list answers again: client moved back"),
-                Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
+        match probe.recv_multipart(zmq::DONTWAIT) {
+            Ok(reply) => {
+                self.probe = None;
+                if reply.last().map(|f| f.as_slice()) != Some(b"200") {
+                    return; // back, but without workers for it yet
+                }
+                match self.switch_to(0) {
+                    Ok(()) => tracing::info!(endpoint = %self.endpoints[0], "the first broker of the list is back with workers: client moved back"),
+                    Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
+                }
             }
-        } else if now >= self.probe_until {
-            self.probe = None;
+            Err(_) if now >= self.probe_until => self.probe = None,
+            Err(_) => {}
         }
     }
 
-    /// A throw-away DEALER carrying one `mmi.service` request to the first endpoint.
-    fn open_probe(&self) -> std::result::Result<zmq::Socket, zmq::Error> {
+    /// A throw-away DEALER carrying one `mmi.service <service>` request to the first endpoint.
+    fn open_probe(&self, service: &str) -> std::result::Result<zmq::Socket, zmq::Error> {
         let s = self.ctx.socket(zmq::DEALER)?;
         s.set_linger(0)?;
         s.set_handshake_ivl(self.request_timeout.as_millis().clamp(100, i32::MAX as u128) as i32)?;
         s.connect(&self.endpoints[0])?;
         // Queued until the connection is up (no ZMQ_IMMEDIATE here).
-        s.send_multipart([MDPC02, &[C_REQUEST], b"mmi.service", b"mmi.service"], zmq::DONTWAIT)?;
+        s.send_multipart([MDPC02, &[C_REQUEST], b"mmi.service", service.as_bytes()], zmq::DONTWAIT)?;
         Ok(s)
     }
 
@@ -185,22 +195,43 @@ impl Client {
     /// When the broker refuses it because no worker for the service is
     /// there (404: none ever offered it; 421: they moved to another
     /// broker), the other brokers of the list are tried in turn, and the
-    /// client returns to its broker afterwards: after a failback the workers
-    /// may still be on the broker the client left. While some broker says
+    /// client returns to its broker afterwards. While some broker says
     /// "moved" (the workers are between brokers), the round is tried again
     /// for up to [`MOVING_PATIENCE`]. When every broker refuses, the first
     /// refusal is returned.
-    fn to_a_broker_that_knows<T>(&mut self, mut op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+    fn to_a_broker_that_knows<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let refused = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(_)));
         let moved = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
+        self.elsewhere_when(refused, moved, op)
+    }
+
+    /// Runs a request about one job; a broker that does not know the job
+    /// (each broker has its own jobs) sends it to the other brokers of the
+    /// list in turn, and the client returns to its broker afterwards.
+    fn to_the_broker_of_the_job<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+        self.elsewhere_when(|r: &Result<T>| matches!(r, Err(Error::NotFound(_))), |_: &Result<T>| false, op)
+    }
+
+    /// Runs `op`; when its outcome is `refused`, runs it on the other
+    /// endpoints in turn until one is not, then returns to this endpoint.
+    /// While some outcome is `again` the round is repeated, 20 ms apart, for
+    /// up to [`MOVING_PATIENCE`]. When all refuse, the first refusal.
+    fn elsewhere_when<T>(
+        &mut self,
+        refused: impl Fn(&Result<T>) -> bool,
+        again: impl Fn(&Result<T>) -> bool,
+        mut op: impl FnMut(&mut Client) -> Result<T>,
+    ) -> Result<T> {
         let first = op(self);
         if !refused(&first) || self.endpoints.len() < 2 {
             return first;
         }
         let home = self.current;
-        let give_up = Instant::now() + MOVING_PATIENCE.min(self.request_timeout);
-        let mut any_moved = moved(&first);
+        let give_up = crate::deadline_after(MOVING_PATIENCE.min(self.request_timeout));
+        let mut any_moved = again(&first);
         let mut outcome = None;
+        // No failback probing while the request visits other brokers.
+        self.redirecting = true;
         'rounds: loop {
             for step in 1..=self.endpoints.len() {
                 let index = (home + step) % self.endpoints.len();
@@ -217,7 +248,7 @@ impl Client {
                     outcome = Some(r);
                     break 'rounds;
                 }
-                any_moved |= moved(&r);
+                any_moved |= again(&r);
             }
             if !any_moved || Instant::now() >= give_up {
                 break;
@@ -225,7 +256,11 @@ impl Client {
             any_moved = false;
             std::thread::sleep(Duration::from_millis(20));
         }
-        if self.current != home {
+        self.redirecting = false;
+        // Back home, unless home said its workers moved away and another
+        // broker took the request: the client then stays with the workers.
+        let stay = again(&first) && outcome.as_ref().is_some_and(|r| r.is_ok());
+        if self.current != home && !stay {
             let _ = self.switch_to(home);
         }
         outcome.unwrap_or(first)
@@ -297,7 +332,6 @@ impl Client {
     /// Sends a request to a `zmws.*` service and waits for its final reply,
     /// failing over to the next endpoint when the broker does not answer.
     fn request(&mut self, service: &str, body: &[&[u8]]) -> Result<Vec<Frame>> {
-        self.fail_back();
         let tries = self.endpoints.len().max(1);
         let mut last = None;
         for _ in 0..tries {
@@ -363,6 +397,7 @@ impl Client {
     }
 
     fn submit_once(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
+        self.fail_back(service);
         let body = self.request("zmws.submit", &[service.as_bytes(), payload])?;
         if body.len() == 1 {
             if let Some(id) = JobId::parse(&body[0]) {
@@ -384,6 +419,7 @@ impl Client {
     }
 
     fn submit_unique_once(&mut self, service: &str, payload: &[u8], key: &str) -> Result<JobId> {
+        self.fail_back(service);
         let body = self.request("zmws.submit.unique", &[key.as_bytes(), service.as_bytes(), payload])?;
         if body.len() == 1 {
             if let Some(id) = JobId::parse(&body[0]) {
@@ -405,6 +441,7 @@ impl Client {
     }
 
     fn submit_batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P]) -> Result<Vec<JobId>> {
+        self.fail_back(service);
         if payloads.len() > crate::engine::MAX_SUBMIT_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "a batch holds at most {} jobs; this one has {}",
@@ -456,7 +493,7 @@ impl Client {
     }
 
     fn call_once(&mut self, service: &str, payload: &[u8], timeout: Duration, on_partial: &mut dyn FnMut(&[u8])) -> Result<Vec<u8>> {
-        self.fail_back();
+        self.fail_back(service);
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
         self.send_failover(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
@@ -494,7 +531,28 @@ impl Client {
     /// input order. `timeout` bounds the whole batch.
     pub fn batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
         Client::check_service(service)?;
-        self.fail_back();
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A batch every job of which was refused for want of a worker here
+        // is offered to the other brokers of the list, like a call.
+        let outcome = self.to_a_broker_that_knows(|c| {
+            let results = c.batch_once(service, payloads, timeout)?;
+            match results.first() {
+                Some(Err(e @ Error::NoSuchService(_))) if results.iter().all(|r| matches!(r, Err(Error::NoSuchService(_)))) => {
+                    Err(e.clone())
+                }
+                _ => Ok(results),
+            }
+        });
+        match outcome {
+            Err(e @ Error::NoSuchService(_)) => Ok(payloads.iter().map(|_| Err(e.clone())).collect()),
+            other => other,
+        }
+    }
+
+    fn batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
+        self.fail_back(service);
         let deadline = crate::deadline_after(timeout);
         let n = payloads.len();
         let mut results: Vec<Option<Result<Vec<u8>>>> = (0..n).map(|_| None).collect();
@@ -548,11 +606,13 @@ impl Client {
 
     /// The status of a job as the broker's JSON text.
     pub fn status_json(&mut self, job_id: &str) -> Result<String> {
-        let body = self.request("zmws.status", &[job_id.as_bytes()])?;
-        if Client::is_error_reply(&body) {
-            return Err(Client::status_error(&body, true));
-        }
-        Client::json_body(&body)
+        self.to_the_broker_of_the_job(|c| {
+            let body = c.request("zmws.status", &[job_id.as_bytes()])?;
+            if Client::is_error_reply(&body) {
+                return Err(Client::status_error(&body, true));
+            }
+            Client::json_body(&body)
+        })
     }
 
     /// The status of a job.
@@ -564,20 +624,24 @@ impl Client {
     /// The result of a finished job: `Pending` while it runs, `JobFailed`
     /// with the reason if it failed, `NotFound` for unknown ids.
     pub fn result(&mut self, job_id: &str) -> Result<Vec<u8>> {
-        let body = self.request("zmws.result", &[job_id.as_bytes()])?;
-        match body.first().map(|f| f.as_slice()) {
-            Some(b"200") => Ok(body[1..].concat()),
-            _ => Err(Client::status_error(&body, true)),
-        }
+        self.to_the_broker_of_the_job(|c| {
+            let body = c.request("zmws.result", &[job_id.as_bytes()])?;
+            match body.first().map(|f| f.as_slice()) {
+                Some(b"200") => Ok(body[1..].concat()),
+                _ => Err(Client::status_error(&body, true)),
+            }
+        })
     }
 
     /// Cancels a queued or running job.
     pub fn cancel(&mut self, job_id: &str) -> Result<()> {
-        let body = self.request("zmws.cancel", &[job_id.as_bytes()])?;
-        match body.first().map(|f| f.as_slice()) {
-            Some(b"200") => Ok(()),
-            _ => Err(Client::status_error(&body, true)),
-        }
+        self.to_the_broker_of_the_job(|c| {
+            let body = c.request("zmws.cancel", &[job_id.as_bytes()])?;
+            match body.first().map(|f| f.as_slice()) {
+                Some(b"200") => Ok(()),
+                _ => Err(Client::status_error(&body, true)),
+            }
+        })
     }
 
     /// A job listing as the broker's JSON array text.

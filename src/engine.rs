@@ -232,6 +232,10 @@ struct Service {
     /// refused with 421 until a worker registers again, so none waits here
     /// for a worker that will not come.
     moved_away: bool,
+    /// Some worker of the service left for another broker since the last
+    /// registration: when the last one goes, for whatever reason, the
+    /// service counts as moved away.
+    some_moved: bool,
     stats: ServiceStats,
 }
 
@@ -918,6 +922,7 @@ impl Engine {
         let svc = &mut self.services[si];
         svc.live_workers += 1;
         svc.moved_away = false;
+        svc.some_moved = false;
         svc.idle.push_back((identity, self.registrations));
         self.dispatch(si, now, out);
     }
@@ -939,11 +944,8 @@ impl Engine {
             out.push(Output::Send(Socket::Worker, m));
             return;
         }
+        self.services[si].some_moved = true;
         self.purge_worker(&peer, now, out, "moved to another broker");
-        let svc = &mut self.services[si];
-        if svc.live_workers == 0 {
-            svc.moved_away = true;
-        }
         let mut m = encode_worker_disconnect(&peer, version);
         m.push(protocol::MOVED.to_vec());
         out.push(Output::Send(Socket::Worker, m));
@@ -954,7 +956,11 @@ impl Engine {
     fn purge_worker(&mut self, peer: &[u8], now: u64, out: &mut Vec<Output>, why: &str) {
         let Some(w) = self.workers.remove(peer) else { return };
         let si = w.service;
-        self.services[si].live_workers -= 1;
+        let svc = &mut self.services[si];
+        svc.live_workers -= 1;
+        if svc.live_workers == 0 && svc.some_moved {
+            svc.moved_away = true;
+        }
         tracing::info!(worker = %hex(peer), service = %self.services[si].name, why, jobs = w.held.len(), "worker removed");
         // Requeue in reverse so the oldest ends up first.
         for &(id, attempt) in w.held.iter().rev() {
@@ -1493,6 +1499,7 @@ impl Engine {
             idle: VecDeque::new(),
             live_workers: 0,
             moved_away: false,
+            some_moved: false,
             stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
         });
         self.service_index.insert(name.to_vec().into_boxed_slice(), self.services.len() - 1);

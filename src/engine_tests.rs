@@ -598,4 +598,10 @@ fn a_worker_holding_a_job_stays_and_an_idle_one_may_go_while_another_remains() {
     // The service still has w1: jobs are accepted.
     h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("c")]);
     assert_eq!(h.take(Socket::Client)[0][4].len(), 32);
+    // When the last worker goes for another reason after one moved, the
+    // service counts as moved away too.
+    h.worker(vec![f("w1"), f("MDPW02"), vec![6]]);
+    assert_eq!(h.e.live_workers(), 0);
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("zmws.submit"), f("svc"), f("d")]);
+    assert_eq!(h.take(Socket::Client)[0][4], f("421"));
 }

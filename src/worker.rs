@@ -665,6 +665,7 @@ impl Connection {
     /// forgotten (the broker requeues them), and a reconnect is scheduled.
     fn drop_connection(&mut self, now: Instant, next_endpoint: bool) {
         self.socket = None;
+        self.move_asked = None;
         // Jobs the caller is running keep their slots until answered.
         for job in self.pending.drain(..) {
             if let Some(id) = JobId::parse(job.id.as_bytes()) {
@@ -700,13 +701,16 @@ impl Connection {
 
     /// Failback. While connected to a later endpoint of the list, probes
     /// the first one every [`FAILBACK_PROBE_INTERVAL`]. Once it has answered
-    /// every probe for [`FAILBACK_SETTLE`] (clients in use have moved back
-    /// by then), the worker, between two jobs, asks its broker to let it go
-    /// (DISCONNECT + "zmws:1 moving"). The broker answers MOVED (the worker then registers
-    /// with the first broker) or STAY (a job is on its way, or work is
-    /// queued that only this worker could run). A broker without the
-    /// extension takes the DISCONNECT as such and answers nothing: after a
-    /// liveness window the worker moves anyway.
+    /// every probe for [`FAILBACK_SETTLE`], the worker, between two jobs,
+    /// asks its broker to let it go (DISCONNECT + "zmws:1 moving"). The
+    /// broker answers MOVED (the worker then registers with the first
+    /// broker) or STAY (a job is on its way, or work is queued that only
+    /// this worker could run). A broker without the extension takes the
+    /// DISCONNECT as final and answers the next heartbeat with a plain
+    /// DISCONNECT, which counts as MOVED. With no answer within a liveness
+    /// window the worker moves if it still holds nothing, and asks again
+    /// later otherwise. Clients move back once the first broker has workers
+    /// for their service, so workers go first.
     fn watch_first_endpoint(&mut self, now: Instant) {
         let n = self.config.endpoints.len();
         if n < 2 || self.index % n == 0 || self.socket.is_none() {
@@ -717,7 +721,13 @@ impl Connection {
         }
         if let Some(asked) = self.move_asked {
             if now.duration_since(asked) >= self.heartbeat() * self.config.liveness.max(1) {
-                self.move_to_first(now);
+                if self.held.is_empty() && self.pending.is_empty() {
+                    self.disconnect();
+                    self.move_to_first(now);
+                } else {
+                    self.move_asked = None;
+                    self.move_after = now + self.heartbeat();
+                }
             }
             return;
         }
@@ -818,7 +828,10 @@ impl Connection {
                         self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
                     }
                 }
-                W_DISCONNECT_V2 if self.move_asked.is_some() && frames.get(2).is_some_and(|f| &f[..] == protocol::MOVED) => {
+                W_DISCONNECT_V2 if self.move_asked.is_some() && frames.get(2).is_none_or(|f| &f[..] != protocol::DISCONNECT_STOPPING) => {
+                    // "moved", or a plain DISCONNECT from a broker without
+                    // the extension (it took ours as final and then answered
+                    // a heartbeat from a worker it no longer knows).
                     self.move_to_first(now);
                     return;
                 }

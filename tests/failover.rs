@@ -85,11 +85,13 @@ fn a_broker_stopping_gracefully_sends_its_workers_to_the_next_broker_at_once() {
     second.stop().unwrap();
 }
 
-/// Failback: when the first broker of the list comes back, a client in use
-/// moves back to it, the worker follows once the first broker has answered
-/// for a while (asking its broker to let it go: "zmws:1 moving"), every call
-/// is answered all along (no job is left at a broker the worker has left),
-/// and a client that was quiet meanwhile moves back before its next call.
+/// Failback: when the first broker of the list comes back, the worker moves
+/// back to it once it has answered for a while (asking its broker to let it
+/// go: "zmws:1 moving"), clients follow once it has a worker for their
+/// service, every call and submit is answered all along (none is left at a
+/// broker the worker has left), a client that was quiet meanwhile moves back
+/// before its next call, and jobs accepted by the second broker can still be
+/// looked up.
 #[test]
 fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
     let hb = Duration::from_millis(100);
@@ -115,6 +117,7 @@ fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
     }
     assert_eq!(client.endpoint(), b.client, "the client failed over");
     assert_eq!(client.call("BACK", b"on b", Duration::from_secs(5)).unwrap(), b"ON B");
+    let on_b_job = client.submit("BACK", b"kept at b").unwrap();
     let mut quiet = Client::connect(&format!("{a_client},{}", b.client)).unwrap();
     quiet.set_request_timeout(Duration::from_millis(300));
     assert_eq!(quiet.call("BACK", b"on b", Duration::from_secs(5)).unwrap(), b"ON B");
@@ -132,23 +135,28 @@ fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
     let mut on_a = Client::connect(&a_client).unwrap();
     on_a.set_request_timeout(Duration::from_secs(2));
     let back = std::time::Instant::now();
-    let mut client_back = false;
+    let mut worker_back = false;
     let mut calls = 0;
     loop {
-        assert!(back.elapsed() < Duration::from_secs(20), "client on {}, worker not back", client.endpoint());
+        assert!(back.elapsed() < Duration::from_secs(20), "client on {}, worker back: {worker_back}", client.endpoint());
         // Every call is answered, wherever the worker is at that moment.
         assert_eq!(client.call("BACK", b"x", Duration::from_secs(5)).unwrap(), b"X");
         assert!(client.submit("BACK", b"async").is_ok());
+        let both = client.batch("BACK", &[b"p", b"q"], Duration::from_secs(5)).unwrap();
+        assert_eq!(both.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(), vec![b"P".to_vec(), b"Q".to_vec()]);
         calls += 1;
-        client_back |= client.endpoint() == a_client;
-        if on_a.service_available("BACK").unwrap() {
-            assert!(client_back, "the worker moved back before the client in use");
+        worker_back |= on_a.service_available("BACK").unwrap();
+        let client_back = client.endpoint() == a_client;
+        assert!(!client_back || worker_back, "the client moved back before the first broker had a worker for it");
+        if client_back {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(calls > 10, "the worker moved back only after a settling time ({calls} calls)");
-    assert_eq!(client.endpoint(), a_client);
+    assert_eq!(String::from_utf8(client.result(&on_b_job.to_string()).unwrap()).unwrap(), "KEPT AT B", "looked up at the broker that has it");
+    assert_eq!(client.status(&on_b_job.to_string()).unwrap().state, zmws::JobState::Complete);
+    assert_eq!(client.endpoint(), a_client, "and the client stays on its broker");
     assert_eq!(on_a.call("BACK", b"on a", Duration::from_secs(5)).unwrap(), b"ON A");
 
     // The client that failed over but was quiet all along moves back before
