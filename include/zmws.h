@@ -43,7 +43,8 @@ typedef enum zmws_code {
     ZMWS_OK = 0,
     // A wait ran past its deadline (or a worker poll found no job).
     ZMWS_TIMEOUT = 1,
-    // No worker has ever offered the requested service.
+    // No worker has ever offered the requested service (or, after a
+    // failback, its workers moved to another broker of the list).
     ZMWS_NO_SUCH_SERVICE = 2,
     // An argument was NULL, empty, not UTF-8 or otherwise unusable.
     ZMWS_INVALID_ARGUMENT = 3,
