@@ -24,28 +24,36 @@ pub struct Client {
     request_timeout: Duration,
     next_tag: u64,
     /// Failback: while on a later endpoint, a probe of the first one (an
-    /// `mmi.service` request on a socket of its own), sent at most every
-    /// [`FAILBACK_PROBE_INTERVAL`] and looked at when the next call starts.
+    /// `mmi.service <service>` request on a socket of its own), sent at most
+    /// every [`FAILBACK_PROBE_INTERVAL`] and looked at when the next submit
+    /// or call for the same service starts.
     probe: Option<ProcessBound<zmq::Socket>>,
-    /// When an unanswered probe is given up.
-    probe_until: Instant,
+    /// The service the probe asks about.
+    probe_service: String,
     /// When the last probe was sent.
     probed_at: Instant,
     /// A request is visiting the other brokers of the list (no failback
     /// probing meanwhile).
     redirecting: bool,
+    /// Sockets to the other endpoints kept open after a visit (by index;
+    /// the current one is `socket`), so moving between brokers does not
+    /// open a connection each time.
+    spare: Vec<Option<ProcessBound<zmq::Socket>>>,
+    /// An endpoint that did not take a connection is not visited again
+    /// before this.
+    down_until: Vec<Instant>,
 }
 
 /// Failback: how often a client or worker that failed over probes the first
 /// endpoint of its list (while it is in use).
 pub const FAILBACK_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Failback: how long the first endpoint must have answered before workers
-/// move back to it. Twice the probe interval, so that clients in use move
-/// back first.
+/// move back to it (and the longest a client's probe answer is trusted).
 pub const FAILBACK_SETTLE: Duration = Duration::from_secs(4);
-/// Failback: how long a call waits for a probe's answer when the client's
-/// last look at the first endpoint is older than [`FAILBACK_SETTLE`].
-const PROBE_WAIT: Duration = Duration::from_millis(100);
+/// How long a visit to another broker waits for its connection, and how
+/// long one that did not connect is then left out.
+const VISIT_CONNECT_WAIT: Duration = Duration::from_secs(1);
+const VISIT_DOWN_FOR: Duration = Duration::from_secs(5);
 /// How long a submit or call keeps trying the brokers of its list while a
 /// service's workers are moving between them (one refuses with 421 "moved",
 /// the other does not know them yet).
@@ -73,14 +81,16 @@ impl Client {
         Ok(Client {
             ctx,
             socket,
-            endpoints,
             current: 0,
             request_timeout,
             next_tag: 1,
             probe: None,
-            probe_until: now,
+            probe_service: String::new(),
             probed_at: now,
             redirecting: false,
+            spare: endpoints.iter().map(|_| None).collect(),
+            down_until: endpoints.iter().map(|_| now).collect(),
+            endpoints,
         })
     }
 
@@ -113,6 +123,9 @@ impl Client {
     fn failover(&mut self) -> Result<()> {
         self.ctx.check("Client")?;
         self.current = (self.current + 1) % self.endpoints.len();
+        // A fresh socket: the one left behind did not answer, and one kept
+        // from an earlier visit might hold a stale reply.
+        self.spare[self.current] = None;
         self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?);
         tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
         // A failover starts a fresh probing cycle for the first endpoint.
@@ -121,10 +134,23 @@ impl Client {
         Ok(())
     }
 
-    /// Opens the socket to endpoint `index`.
+    /// Makes endpoint `index` the current one, keeping the socket of the
+    /// one left for a later visit (reuses a kept socket, dropping any reply
+    /// still waiting on it).
     fn switch_to(&mut self, index: usize) -> Result<()> {
         self.ctx.check("Client")?;
-        self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[index], self.request_timeout)?);
+        if index == self.current {
+            return Ok(());
+        }
+        let next = match self.spare[index].take() {
+            Some(s) => {
+                while s.recv_msg(zmq::DONTWAIT).is_ok() {}
+                s
+            }
+            None => ProcessBound::new(Client::open(&self.ctx, &self.endpoints[index], self.request_timeout)?),
+        };
+        let left = std::mem::replace(&mut self.socket, next);
+        self.spare[self.current] = Some(left);
         self.current = index;
         Ok(())
     }
@@ -138,11 +164,12 @@ impl Client {
     /// Failback, called when a submit or call for `service` starts
     /// (nothing is in flight then). While on a later endpoint of the list,
     /// the first one is asked `mmi.service <service>` on a throw-away socket
-    /// every [`FAILBACK_PROBE_INTERVAL`]; a call that finds the answer `200`
-    /// (the first broker is back *and* has workers for it: they move back
-    /// before clients) moves the client back first. A client quiet for
-    /// longer than [`FAILBACK_SETTLE`] waits up to 100 ms for a fresh
-    /// probe's answer before its call.
+    /// every [`FAILBACK_PROBE_INTERVAL`]; a submit or call for that service
+    /// that finds the answer `200` (the first broker is back *and* has
+    /// workers for it: they move back before clients) moves the client back
+    /// first. An answer older than [`FAILBACK_SETTLE`] is not trusted. A
+    /// client that calls nothing but the administrative requests does not
+    /// move back (nor does it need to).
     fn fail_back(&mut self, service: &str) {
         if self.redirecting {
             return;
@@ -152,31 +179,26 @@ impl Client {
             return;
         }
         let now = Instant::now();
-        if self.probe.is_none() && now.duration_since(self.probed_at) >= FAILBACK_PROBE_INTERVAL {
-            let stale = now.duration_since(self.probed_at) >= FAILBACK_SETTLE;
-            self.probed_at = now;
-            self.probe_until = crate::deadline_after(self.request_timeout.max(PROBE_WAIT));
-            self.probe = self.open_probe(service).ok().map(ProcessBound::new);
-            if stale {
-                if let Some(p) = &self.probe {
-                    let _ = p.poll(zmq::POLLIN, PROBE_WAIT.as_millis() as i64);
+        let fresh = now.duration_since(self.probed_at) < FAILBACK_SETTLE;
+        if self.probe.is_some() && (!fresh || self.probe_service != service) {
+            self.probe = None; // too old to trust, or about another service
+        }
+        if let Some(probe) = &self.probe {
+            if let Ok(reply) = probe.recv_multipart(zmq::DONTWAIT) {
+                self.probe = None;
+                if reply.last().map(|f| f.as_slice()) == Some(b"200") {
+                    match self.switch_to(0) {
+                        Ok(()) => tracing::info!(endpoint = %self.endpoints[0], service, "the first broker of the list is back with workers: client moved back"),
+                        Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
+                    }
+                    return;
                 }
             }
         }
-        let Some(probe) = &self.probe else { return };
-        match probe.recv_multipart(zmq::DONTWAIT) {
-            Ok(reply) => {
-                self.probe = None;
-                if reply.last().map(|f| f.as_slice()) != Some(b"200") {
-                    return; // back, but without workers for it yet
-                }
-                match self.switch_to(0) {
-                    Ok(()) => tracing::info!(endpoint = %self.endpoints[0], "the first broker of the list is back with workers: client moved back"),
-                    Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
-                }
-            }
-            Err(_) if now >= self.probe_until => self.probe = None,
-            Err(_) => {}
+        if self.probe.is_none() && now.duration_since(self.probed_at) >= FAILBACK_PROBE_INTERVAL {
+            self.probed_at = now;
+            self.probe_service = service.to_string();
+            self.probe = self.open_probe(service).ok().map(ProcessBound::new);
         }
     }
 
@@ -191,35 +213,40 @@ impl Client {
         Ok(s)
     }
 
-    /// Runs a submit or call (which starts with [`Client::fail_back`]).
-    /// When the broker refuses it because no worker for the service is
-    /// there (404: none ever offered it; 421: they moved to another
-    /// broker), the other brokers of the list are tried in turn, and the
-    /// client returns to its broker afterwards. While some broker says
-    /// "moved" (the workers are between brokers), the round is tried again
+    /// Runs a submit, call or batch for `service` (each starts with
+    /// [`Client::fail_back`]). When the broker refuses it because no worker
+    /// for the service is there (404: none ever offered it; 421: they moved
+    /// to another broker), it is offered, in list order, to the other
+    /// brokers that answer `mmi.service` with 200 (live workers: a broker
+    /// that merely knows the service would queue it for nobody). The client
+    /// then stays with the broker that took it. While some broker says
+    /// "moved" (the workers are between brokers) the round is tried again
     /// for up to [`MOVING_PATIENCE`]. When every broker refuses, the first
-    /// refusal is returned.
-    fn to_a_broker_that_knows<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+    /// refusal is returned and the client stays where it was.
+    fn to_a_broker_that_knows<T>(&mut self, service: &str, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
         let refused = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(_)));
         let moved = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
-        self.elsewhere_when(refused, moved, op)
+        self.elsewhere_when(refused, moved, Some(service), op)
     }
 
     /// Runs a request about one job; a broker that does not know the job
     /// (each broker has its own jobs) sends it to the other brokers of the
     /// list in turn, and the client returns to its broker afterwards.
     fn to_the_broker_of_the_job<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
-        self.elsewhere_when(|r: &Result<T>| matches!(r, Err(Error::NotFound(_))), |_: &Result<T>| false, op)
+        self.elsewhere_when(|r: &Result<T>| matches!(r, Err(Error::NotFound(_))), |_: &Result<T>| false, None, op)
     }
 
     /// Runs `op`; when its outcome is `refused`, runs it on the other
-    /// endpoints in turn until one is not, then returns to this endpoint.
-    /// While some outcome is `again` the round is repeated, 20 ms apart, for
-    /// up to [`MOVING_PATIENCE`]. When all refuse, the first refusal.
+    /// endpoints in list order until one is not. With `workers_for`, only
+    /// on brokers with live workers for that service, and the client stays
+    /// on the one that took it; without, it returns to its broker. While
+    /// some outcome is `again` the round is repeated, 20 ms apart, for up to
+    /// [`MOVING_PATIENCE`]. When all refuse, the first refusal.
     fn elsewhere_when<T>(
         &mut self,
         refused: impl Fn(&Result<T>) -> bool,
         again: impl Fn(&Result<T>) -> bool,
+        workers_for: Option<&str>,
         mut op: impl FnMut(&mut Client) -> Result<T>,
     ) -> Result<T> {
         let first = op(self);
@@ -230,20 +257,30 @@ impl Client {
         let give_up = crate::deadline_after(MOVING_PATIENCE.min(self.request_timeout));
         let mut any_moved = again(&first);
         let mut outcome = None;
+        // Endpoints whose socket may still get a late reply: not kept.
+        let mut tainted = Vec::new();
         // No failback probing while the request visits other brokers.
         self.redirecting = true;
         'rounds: loop {
-            for step in 1..=self.endpoints.len() {
-                let index = (home + step) % self.endpoints.len();
-                if index == home && step == self.endpoints.len() && !any_moved {
-                    break;
-                }
-                // A broker that does not take the connection within a
-                // second (down) is skipped, not waited for.
-                if self.switch_to(index).is_err() || !self.connected_within(self.request_timeout.min(Duration::from_secs(1))) {
+            for index in (0..self.endpoints.len()).filter(|&i| i != home) {
+                if Instant::now() < self.down_until[index] || self.switch_to(index).is_err() {
                     continue;
                 }
+                // A broker that does not take the connection within a
+                // second (down) is left out for a while, not waited for.
+                if !self.connected_within(VISIT_CONNECT_WAIT.min(self.request_timeout)) {
+                    self.down_until[index] = crate::deadline_after(VISIT_DOWN_FOR);
+                    continue;
+                }
+                if let Some(service) = workers_for {
+                    if !self.has_workers_here(service) {
+                        continue;
+                    }
+                }
                 let r = op(self);
+                if matches!(r, Err(Error::Timeout(_))) {
+                    tainted.push(index);
+                }
                 if !refused(&r) {
                     outcome = Some(r);
                     break 'rounds;
@@ -255,15 +292,43 @@ impl Client {
             }
             any_moved = false;
             std::thread::sleep(Duration::from_millis(20));
+            if self.switch_to(home).is_err() {
+                break;
+            }
+            let r = op(self);
+            if !refused(&r) {
+                outcome = Some(r);
+                break;
+            }
+            any_moved |= again(&r);
         }
         self.redirecting = false;
-        // Back home, unless home said its workers moved away and another
-        // broker took the request: the client then stays with the workers.
-        let stay = again(&first) && outcome.as_ref().is_some_and(|r| r.is_ok());
-        if self.current != home && !stay {
+        let taken_here = workers_for.is_some() && outcome.as_ref().is_some_and(|r| r.is_ok());
+        if !taken_here {
             let _ = self.switch_to(home);
         }
+        for i in tainted {
+            if i != self.current {
+                self.spare[i] = None;
+            }
+        }
         outcome.unwrap_or(first)
+    }
+
+    /// Asks the current broker `mmi.service <service>` (no failover):
+    /// whether it has live workers for it.
+    fn has_workers_here(&self, service: &str) -> bool {
+        if self.send(b"mmi.service", &[service.as_bytes()]).is_err() {
+            return false;
+        }
+        let deadline = crate::deadline_after(self.request_timeout.min(VISIT_CONNECT_WAIT));
+        loop {
+            match self.recv(deadline) {
+                Ok(Some((true, s, body))) if s == b"mmi.service" => return body.first().map(|f| f.as_slice()) == Some(b"200"),
+                Ok(Some(_)) => continue,
+                _ => return false,
+            }
+        }
     }
 
     fn send(&self, service: &[u8], body: &[&[u8]]) -> Result<()> {
@@ -393,7 +458,7 @@ impl Client {
     /// Submits an async job; returns its id as soon as the broker accepted it.
     pub fn submit(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
         Client::check_service(service)?;
-        self.to_a_broker_that_knows(|c| c.submit_once(service, payload))
+        self.to_a_broker_that_knows(service, |c| c.submit_once(service, payload))
     }
 
     fn submit_once(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
@@ -415,7 +480,7 @@ impl Client {
         if key.is_empty() || key.len() > 255 {
             return Err(Error::InvalidArgument("idempotency key must be 1 to 255 bytes".into()));
         }
-        self.to_a_broker_that_knows(|c| c.submit_unique_once(service, payload, key))
+        self.to_a_broker_that_knows(service, |c| c.submit_unique_once(service, payload, key))
     }
 
     fn submit_unique_once(&mut self, service: &str, payload: &[u8], key: &str) -> Result<JobId> {
@@ -437,7 +502,7 @@ impl Client {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        self.to_a_broker_that_knows(|c| c.submit_batch_once(service, payloads))
+        self.to_a_broker_that_knows(service, |c| c.submit_batch_once(service, payloads))
     }
 
     fn submit_batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P]) -> Result<Vec<JobId>> {
@@ -489,7 +554,11 @@ impl Client {
         on_partial: &mut dyn FnMut(&[u8]),
     ) -> Result<Vec<u8>> {
         Client::check_service(service)?;
-        self.to_a_broker_that_knows(|c| c.call_once(service, payload, timeout, &mut *on_partial))
+        // One deadline for the call, wherever it is offered.
+        let deadline = crate::deadline_after(timeout);
+        self.to_a_broker_that_knows(service, |c| {
+            c.call_once(service, payload, deadline.saturating_duration_since(Instant::now()), &mut *on_partial)
+        })
     }
 
     fn call_once(&mut self, service: &str, payload: &[u8], timeout: Duration, on_partial: &mut dyn FnMut(&[u8])) -> Result<Vec<u8>> {
@@ -536,8 +605,9 @@ impl Client {
         }
         // A batch every job of which was refused for want of a worker here
         // is offered to the other brokers of the list, like a call.
-        let outcome = self.to_a_broker_that_knows(|c| {
-            let results = c.batch_once(service, payloads, timeout)?;
+        let deadline = crate::deadline_after(timeout);
+        let outcome = self.to_a_broker_that_knows(service, |c| {
+            let results = c.batch_once(service, payloads, deadline.saturating_duration_since(Instant::now()))?;
             match results.first() {
                 Some(Err(e @ Error::NoSuchService(_))) if results.iter().all(|r| matches!(r, Err(Error::NoSuchService(_)))) => {
                     Err(e.clone())

@@ -232,10 +232,11 @@ struct Service {
     /// refused with 421 until a worker registers again, so none waits here
     /// for a worker that will not come.
     moved_away: bool,
-    /// Some worker of the service left for another broker since the last
-    /// registration: when the last one goes, for whatever reason, the
-    /// service counts as moved away.
-    some_moved: bool,
+    /// When a worker of the service last left for another broker (ms),
+    /// since the last registration: if the last one goes within
+    /// [`MOVED_MEMORY_MS`] of that, for whatever reason, the service
+    /// counts as moved away.
+    some_moved_ms: Option<u64>,
     stats: ServiceStats,
 }
 
@@ -319,6 +320,11 @@ pub struct Engine {
 /// Most jobs one `zmws.submit.batch` message may hold.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
+
+/// How long after a worker of a service moved to another broker (failback)
+/// the departure of its last worker, for any reason, still means the
+/// service moved away (421) rather than "its workers will be back".
+const MOVED_MEMORY_MS: u64 = 60_000;
 
 const RESERVED_PREFIXES: &[&[u8]] = &[b"mmi.", b"zmws.", b"titanic.", b"SERVER-"];
 
@@ -922,7 +928,7 @@ impl Engine {
         let svc = &mut self.services[si];
         svc.live_workers += 1;
         svc.moved_away = false;
-        svc.some_moved = false;
+        svc.some_moved_ms = None;
         svc.idle.push_back((identity, self.registrations));
         self.dispatch(si, now, out);
     }
@@ -944,7 +950,7 @@ impl Engine {
             out.push(Output::Send(Socket::Worker, m));
             return;
         }
-        self.services[si].some_moved = true;
+        self.services[si].some_moved_ms = Some(now);
         self.purge_worker(&peer, now, out, "moved to another broker");
         let mut m = encode_worker_disconnect(&peer, version);
         m.push(protocol::MOVED.to_vec());
@@ -958,7 +964,7 @@ impl Engine {
         let si = w.service;
         let svc = &mut self.services[si];
         svc.live_workers -= 1;
-        if svc.live_workers == 0 && svc.some_moved {
+        if svc.live_workers == 0 && svc.some_moved_ms.is_some_and(|t| now.saturating_sub(t) <= MOVED_MEMORY_MS) {
             svc.moved_away = true;
         }
         tracing::info!(worker = %hex(peer), service = %self.services[si].name, why, jobs = w.held.len(), "worker removed");
@@ -1499,7 +1505,7 @@ impl Engine {
             idle: VecDeque::new(),
             live_workers: 0,
             moved_away: false,
-            some_moved: false,
+            some_moved_ms: None,
             stats: ServiceStats { latency_buckets: vec![0; LATENCY_BUCKETS_MS.len() + 1], ..Default::default() },
         });
         self.service_index.insert(name.to_vec().into_boxed_slice(), self.services.len() - 1);

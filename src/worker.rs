@@ -746,7 +746,9 @@ impl Connection {
             self.probe_until = now + window;
             self.next_probe = now + FAILBACK_PROBE_INTERVAL;
         }
-        let settled = self.first_up_since.is_some_and(|t| now.duration_since(t) >= FAILBACK_SETTLE);
+        // Settled: answers for FAILBACK_SETTLE, the latest probe included
+        // (none is waiting for its answer).
+        let settled = self.probe.is_none() && self.first_up_since.is_some_and(|t| now.duration_since(t) >= FAILBACK_SETTLE);
         let between_jobs = self.held.is_empty() && self.pending.is_empty() && self.outbox_jobs == 0 && now >= self.move_after;
         if settled && between_jobs {
             if let Some(s) = &self.socket {

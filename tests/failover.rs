@@ -203,3 +203,37 @@ fn an_unknown_service_is_refused_quickly_when_a_later_broker_is_down() {
     drop(client);
     broker.stop().unwrap();
 }
+
+/// A job refused by the client's broker is offered only to a broker with
+/// live workers for its service: one that merely knows the service (its
+/// workers left) would queue it for nobody.
+#[test]
+fn a_refused_job_is_not_offered_to_a_broker_without_live_workers() {
+    let cfg = || BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral().heartbeat(Duration::from_millis(100)) };
+    let first = Broker::bind(cfg()).unwrap().start().unwrap();
+    let second = Broker::bind(cfg()).unwrap().start().unwrap();
+    let (a, b) = (first.endpoints().clone(), second.endpoints().clone());
+    // The second broker learns the service, then its only worker leaves.
+    let worker = Worker::connect(&b.worker, "GONE").unwrap();
+    let mut on_b = Client::connect(&b.client).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !on_b.service_available("GONE").unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the worker never registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    worker.close();
+    while on_b.service_available("GONE").unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the worker never left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut client = Client::connect(&format!("{},{}", a.client, b.client)).unwrap();
+    match client.submit("GONE", b"x") {
+        Err(zmws::Error::NoSuchService(m)) => assert!(m.contains("no worker has ever offered"), "{m}"),
+        other => panic!("expected the first broker's 404, got {other:?}"),
+    }
+    assert_eq!(client.endpoint(), a.client);
+    assert!(on_b.jobs(zmws::JobList::Queued).unwrap().is_empty(), "nothing was queued at the second broker");
+    drop((client, on_b));
+    first.stop().unwrap();
+    second.stop().unwrap();
+}
