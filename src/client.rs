@@ -50,6 +50,9 @@ pub const FAILBACK_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// Failback: how long the first endpoint must have answered before workers
 /// move back to it (and the longest a client's probe answer is trusted).
 pub const FAILBACK_SETTLE: Duration = Duration::from_secs(4);
+/// With several endpoints, how long a new client waits for the first one
+/// to connect before starting on another that has.
+const START_WAIT: Duration = Duration::from_secs(1);
 /// How long a visit to another broker waits for its connection, and how
 /// long one that did not connect is then left out.
 const VISIT_CONNECT_WAIT: Duration = Duration::from_secs(1);
@@ -76,22 +79,49 @@ impl Client {
         }
         let ctx = ProcessBound::new(zmq::Context::new());
         let request_timeout = Duration::from_secs(5);
-        let socket = ProcessBound::new(Client::open(&ctx, &endpoints[0], request_timeout)?);
+        let mut sockets = Vec::with_capacity(endpoints.len());
+        for ep in &endpoints {
+            sockets.push(Some(ProcessBound::new(Client::open(&ctx, ep, request_timeout)?)));
+        }
+        let current = Client::first_to_connect(&sockets);
+        let socket = sockets[current].take().ok_or_else(|| Error::Closed("no socket".into()))?;
         let now = Instant::now();
         Ok(Client {
             ctx,
             socket,
-            current: 0,
+            current,
             request_timeout,
             next_tag: 1,
             probe: None,
             probe_service: String::new(),
             probed_at: now,
             redirecting: false,
-            spare: endpoints.iter().map(|_| None).collect(),
+            spare: sockets,
             down_until: endpoints.iter().map(|_| now).collect(),
             endpoints,
         })
+    }
+
+    /// With several endpoints, the one to start on: the first, if it
+    /// connects within [`START_WAIT`]; otherwise the first of the others
+    /// that has connected by then (so a client whose first broker is down
+    /// starts on the second at once instead of after a request timeout);
+    /// the first if none has.
+    fn first_to_connect(sockets: &[Option<ProcessBound<zmq::Socket>>]) -> usize {
+        if sockets.len() < 2 {
+            return 0;
+        }
+        let writable = |i: usize| sockets[i].as_ref().is_some_and(|s| s.poll(zmq::POLLOUT, 0).unwrap_or(0) > 0);
+        let deadline = crate::deadline_after(START_WAIT);
+        loop {
+            if writable(0) {
+                return 0;
+            }
+            if Instant::now() >= deadline {
+                return (1..sockets.len()).find(|&i| writable(i)).unwrap_or(0);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn open(ctx: &zmq::Context, endpoint: &str, timeout: Duration) -> Result<zmq::Socket> {

@@ -237,3 +237,23 @@ fn a_refused_job_is_not_offered_to_a_broker_without_live_workers() {
     first.stop().unwrap();
     second.stop().unwrap();
 }
+
+/// A new client whose first broker is down starts on a later one that
+/// connects, instead of waiting out a request timeout first (the CLI makes
+/// a new client per command).
+#[test]
+fn a_new_client_starts_on_a_live_broker_when_the_first_is_down() {
+    let broker = Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
+    let ep = broker.endpoints().clone();
+    let started = std::time::Instant::now();
+    let mut client = Client::connect(&format!("{},{}", dead_endpoint(), ep.client)).unwrap();
+    assert_eq!(client.endpoint(), ep.client);
+    assert!(!client.service_available("ANY").unwrap());
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?} (request timeout: 5 s)", started.elapsed());
+    // With the first broker up, it starts there.
+    let mut first = Client::connect(&format!("{},{}", ep.client, dead_endpoint())).unwrap();
+    assert_eq!(first.endpoint(), ep.client);
+    assert!(!first.service_available("ANY").unwrap());
+    drop((client, first));
+    broker.stop().unwrap();
+}
