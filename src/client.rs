@@ -71,7 +71,10 @@ impl Client {
         Client::connect_many(&split_endpoints(endpoints))
     }
 
-    /// Connects to the first of several brokers; later ones are failover targets.
+    /// Connects to the first of several brokers; later ones are failover
+    /// targets. Every endpoint must be well formed. With several, this waits
+    /// up to 1 s for the first to connect and otherwise starts on the first
+    /// later one that has (see [`Client::first_to_connect`]).
     pub fn connect_many<S: AsRef<str>>(endpoints: &[S]) -> Result<Client> {
         let endpoints: Vec<String> = endpoints.iter().map(|e| e.as_ref().trim().to_string()).filter(|e| !e.is_empty()).collect();
         if endpoints.is_empty() {
@@ -85,6 +88,8 @@ impl Client {
         }
         let current = Client::first_to_connect(&sockets);
         let socket = sockets[current].take().ok_or_else(|| Error::Closed("no socket".into()))?;
+        // Only the socket in use stays open; others are opened when visited.
+        let sockets: Vec<Option<ProcessBound<zmq::Socket>>> = sockets.into_iter().map(|_| None).collect();
         let now = Instant::now();
         Ok(Client {
             ctx,
@@ -130,6 +135,9 @@ impl Client {
         s.set_sndhwm(100_000)?;
         s.set_rcvhwm(100_000)?;
         s.set_immediate(true)?;
+        // A broker that is down is retried with growing pauses (up to 2 s),
+        // not every 100 ms for as long as the client lives.
+        s.set_reconnect_ivl_max(2000)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
         // A peer that accepts TCP but never speaks ZMTP must not hold the
         // process at exit for libzmq's default 30 s handshake.
@@ -175,6 +183,7 @@ impl Client {
         let next = match self.spare[index].take() {
             Some(s) => {
                 while s.recv_msg(zmq::DONTWAIT).is_ok() {}
+                let _ = s.set_sndtimeo(self.request_timeout.as_millis().min(i32::MAX as u128) as i32);
                 s
             }
             None => ProcessBound::new(Client::open(&self.ctx, &self.endpoints[index], self.request_timeout)?),
@@ -209,11 +218,10 @@ impl Client {
             return;
         }
         let now = Instant::now();
-        let fresh = now.duration_since(self.probed_at) < FAILBACK_SETTLE;
-        if self.probe.is_some() && (!fresh || self.probe_service != service) {
-            self.probe = None; // too old to trust, or about another service
+        if self.probe.is_some() && now.duration_since(self.probed_at) >= FAILBACK_SETTLE {
+            self.probe = None; // too old to trust
         }
-        if let Some(probe) = &self.probe {
+        if let Some(probe) = self.probe.as_ref().filter(|_| self.probe_service == service) {
             if let Ok(reply) = probe.recv_multipart(zmq::DONTWAIT) {
                 self.probe = None;
                 if reply.last().map(|f| f.as_slice()) == Some(b"200") {
@@ -253,17 +261,22 @@ impl Client {
     /// "moved" (the workers are between brokers) the round is tried again
     /// for up to [`MOVING_PATIENCE`]. When every broker refuses, the first
     /// refusal is returned and the client stays where it was.
-    fn to_a_broker_that_knows<T>(&mut self, service: &str, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
+    fn to_a_broker_that_knows<T>(
+        &mut self,
+        service: &str,
+        deadline: Option<Instant>,
+        op: impl FnMut(&mut Client) -> Result<T>,
+    ) -> Result<T> {
         let refused = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(_)));
         let moved = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
-        self.elsewhere_when(refused, moved, Some(service), op)
+        self.elsewhere_when(refused, moved, Some(service), deadline, op)
     }
 
     /// Runs a request about one job; a broker that does not know the job
     /// (each broker has its own jobs) sends it to the other brokers of the
     /// list in turn, and the client returns to its broker afterwards.
     fn to_the_broker_of_the_job<T>(&mut self, op: impl FnMut(&mut Client) -> Result<T>) -> Result<T> {
-        self.elsewhere_when(|r: &Result<T>| matches!(r, Err(Error::NotFound(_))), |_: &Result<T>| false, None, op)
+        self.elsewhere_when(|r: &Result<T>| matches!(r, Err(Error::NotFound(_))), |_: &Result<T>| false, None, None, op)
     }
 
     /// Runs `op`; when its outcome is `refused`, runs it on the other
@@ -271,20 +284,29 @@ impl Client {
     /// on brokers with live workers for that service, and the client stays
     /// on the one that took it; without, it returns to its broker. While
     /// some outcome is `again` the round is repeated, 20 ms apart, for up to
-    /// [`MOVING_PATIENCE`]. When all refuse, the first refusal.
+    /// [`MOVING_PATIENCE`]. When all refuse, the first refusal. No wait of
+    /// a visit goes past `deadline` (a call's own).
     fn elsewhere_when<T>(
         &mut self,
         refused: impl Fn(&Result<T>) -> bool,
         again: impl Fn(&Result<T>) -> bool,
         workers_for: Option<&str>,
+        deadline: Option<Instant>,
         mut op: impl FnMut(&mut Client) -> Result<T>,
     ) -> Result<T> {
+        // (Reset here too: a panic in a caller's partial-reply callback
+        // during a visit would have left it set.)
+        self.redirecting = false;
         let first = op(self);
         if !refused(&first) || self.endpoints.len() < 2 {
             return first;
         }
         let home = self.current;
-        let give_up = crate::deadline_after(MOVING_PATIENCE.min(self.request_timeout));
+        let mut give_up = crate::deadline_after(MOVING_PATIENCE.min(self.request_timeout));
+        if let Some(d) = deadline {
+            give_up = give_up.min(d);
+        }
+        let left = |d: Duration| d.min(give_up.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
         let mut any_moved = again(&first);
         let mut outcome = None;
         // Endpoints whose socket may still get a late reply: not kept.
@@ -293,18 +315,30 @@ impl Client {
         self.redirecting = true;
         'rounds: loop {
             for index in (0..self.endpoints.len()).filter(|&i| i != home) {
+                if Instant::now() >= give_up && deadline.is_some() {
+                    break 'rounds;
+                }
                 if Instant::now() < self.down_until[index] || self.switch_to(index).is_err() {
                     continue;
                 }
                 // A broker that does not take the connection within a
                 // second (down) is left out for a while, not waited for.
-                if !self.connected_within(VISIT_CONNECT_WAIT.min(self.request_timeout)) {
+                if !self.connected_within(left(VISIT_CONNECT_WAIT.min(self.request_timeout))) {
                     self.down_until[index] = crate::deadline_after(VISIT_DOWN_FOR);
                     continue;
                 }
                 if let Some(service) = workers_for {
-                    if !self.has_workers_here(service) {
-                        continue;
+                    let by = Instant::now() + left(VISIT_CONNECT_WAIT.min(self.request_timeout));
+                    match self.has_workers_here(service, by) {
+                        Some(true) => {}
+                        Some(false) => continue,
+                        None => {
+                            tainted.push(index);
+                            continue;
+                        }
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break 'rounds; // no time left to send the job
                     }
                 }
                 let r = op(self);
@@ -345,18 +379,16 @@ impl Client {
         outcome.unwrap_or(first)
     }
 
-    /// Asks the current broker `mmi.service <service>` (no failover):
-    /// whether it has live workers for it.
-    fn has_workers_here(&self, service: &str) -> bool {
-        if self.send(b"mmi.service", &[service.as_bytes()]).is_err() {
-            return false;
-        }
-        let deadline = crate::deadline_after(self.request_timeout.min(VISIT_CONNECT_WAIT));
+    /// Asks the current broker `mmi.service <service>` (no failover)
+    /// whether it has live workers for it; `None` when it did not answer by
+    /// `deadline` (its late answer may still come: the socket is not kept).
+    fn has_workers_here(&self, service: &str, deadline: Instant) -> Option<bool> {
+        self.send(b"mmi.service", &[service.as_bytes()]).ok()?;
         loop {
             match self.recv(deadline) {
-                Ok(Some((true, s, body))) if s == b"mmi.service" => return body.first().map(|f| f.as_slice()) == Some(b"200"),
+                Ok(Some((true, s, body))) if s == b"mmi.service" => return Some(body.first().map(|f| f.as_slice()) == Some(b"200")),
                 Ok(Some(_)) => continue,
-                _ => return false,
+                _ => return None,
             }
         }
     }
@@ -377,6 +409,10 @@ impl Client {
     /// Sends a request, moving to the next endpoint when the current broker
     /// cannot take it within the request timeout (no connection).
     fn send_failover(&mut self, service: &[u8], body: &[&[u8]]) -> Result<()> {
+        if self.redirecting {
+            // Visiting another broker: its own answer (or silence) counts.
+            return self.send(service, body);
+        }
         let mut last = None;
         for _ in 0..self.endpoints.len().max(1) {
             match self.send(service, body) {
@@ -427,7 +463,8 @@ impl Client {
     /// Sends a request to a `zmws.*` service and waits for its final reply,
     /// failing over to the next endpoint when the broker does not answer.
     fn request(&mut self, service: &str, body: &[&[u8]]) -> Result<Vec<Frame>> {
-        let tries = self.endpoints.len().max(1);
+        // Visiting another broker (`elsewhere_when`): one try, no failover.
+        let tries = if self.redirecting { 1 } else { self.endpoints.len().max(1) };
         let mut last = None;
         for _ in 0..tries {
             match self.send(service.as_bytes(), body) {
@@ -447,6 +484,9 @@ impl Client {
                     )));
                 }
                 Err(e) => last = Some(e),
+            }
+            if self.redirecting {
+                break;
             }
             self.failover()?;
         }
@@ -488,7 +528,7 @@ impl Client {
     /// Submits an async job; returns its id as soon as the broker accepted it.
     pub fn submit(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
         Client::check_service(service)?;
-        self.to_a_broker_that_knows(service, |c| c.submit_once(service, payload))
+        self.to_a_broker_that_knows(service, None, |c| c.submit_once(service, payload))
     }
 
     fn submit_once(&mut self, service: &str, payload: &[u8]) -> Result<JobId> {
@@ -510,7 +550,7 @@ impl Client {
         if key.is_empty() || key.len() > 255 {
             return Err(Error::InvalidArgument("idempotency key must be 1 to 255 bytes".into()));
         }
-        self.to_a_broker_that_knows(service, |c| c.submit_unique_once(service, payload, key))
+        self.to_a_broker_that_knows(service, None, |c| c.submit_unique_once(service, payload, key))
     }
 
     fn submit_unique_once(&mut self, service: &str, payload: &[u8], key: &str) -> Result<JobId> {
@@ -532,7 +572,7 @@ impl Client {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        self.to_a_broker_that_knows(service, |c| c.submit_batch_once(service, payloads))
+        self.to_a_broker_that_knows(service, None, |c| c.submit_batch_once(service, payloads))
     }
 
     fn submit_batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P]) -> Result<Vec<JobId>> {
@@ -586,7 +626,7 @@ impl Client {
         Client::check_service(service)?;
         // One deadline for the call, wherever it is offered.
         let deadline = crate::deadline_after(timeout);
-        self.to_a_broker_that_knows(service, |c| {
+        self.to_a_broker_that_knows(service, Some(deadline), |c| {
             c.call_once(service, payload, deadline.saturating_duration_since(Instant::now()), &mut *on_partial)
         })
     }
@@ -636,7 +676,7 @@ impl Client {
         // A batch every job of which was refused for want of a worker here
         // is offered to the other brokers of the list, like a call.
         let deadline = crate::deadline_after(timeout);
-        let outcome = self.to_a_broker_that_knows(service, |c| {
+        let outcome = self.to_a_broker_that_knows(service, Some(deadline), |c| {
             let results = c.batch_once(service, payloads, deadline.saturating_duration_since(Instant::now()))?;
             match results.first() {
                 Some(Err(e @ Error::NoSuchService(_))) if results.iter().all(|r| matches!(r, Err(Error::NoSuchService(_)))) => {

@@ -57,9 +57,12 @@ unsafe fn write_buffer(data: &[u8], out: *mut *mut u8, len_out: *mut usize) -> F
 
 /// Connects a client. `endpoints` is one broker endpoint or a comma-separated
 /// list (`"tcp://10.0.0.1:5555,tcp://10.0.0.2:5555"`): requests go to the
-/// first, and move on to the next when a broker does not answer within the
-/// request timeout (5 s by default, see
-/// `zmws_client_set_request_timeout`). The string is copied.
+/// first (unless it does not connect within 1 s while a later one does: this
+/// call then waits that second), and move on to the next when a broker does
+/// not answer within the request timeout (5 s by default, see
+/// `zmws_client_set_request_timeout`); the client moves back to the first
+/// when it returns (failback, README). Every endpoint must be well formed.
+/// The string is copied.
 ///
 /// On success `*client_out` receives a new client owned by the caller, to be
 /// released with `zmws_client_free`.

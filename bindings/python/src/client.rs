@@ -150,13 +150,15 @@ fn check_sequence(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<()> {
 impl PyClient {
     #[new]
     #[pyo3(signature = (endpoint = None, *, request_timeout = 5.0))]
-    fn new(endpoint: Option<&Bound<'_, PyAny>>, request_timeout: f64) -> PyResult<PyClient> {
+    fn new(py: Python<'_>, endpoint: Option<&Bound<'_, PyAny>>, request_timeout: f64) -> PyResult<PyClient> {
         let endpoints = match endpoint {
             Some(e) => crate::convert::endpoints(e)?,
             None => vec!["tcp://127.0.0.1:5555".to_string()],
         };
         let rt = timeout(Some(request_timeout), "request_timeout")?.max(Duration::from_millis(1));
-        let shared = guard("Client()", || connect(&endpoints, rt)).map_err(to_py)?;
+        // Without the GIL: with several endpoints, connecting waits up to
+        // 1 s for the first broker.
+        let shared = crate::exit::released(py, || guard("Client()", || connect(&endpoints, rt))).map_err(to_py)?;
         Ok(PyClient { endpoints, request_timeout: Mutex::new(rt), slot: Mutex::new(Some(shared)), origin: zmws::fork::Origin::here() })
     }
 
