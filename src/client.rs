@@ -135,9 +135,6 @@ impl Client {
         s.set_sndhwm(100_000)?;
         s.set_rcvhwm(100_000)?;
         s.set_immediate(true)?;
-        // A broker that is down is retried with growing pauses (up to 2 s),
-        // not every 100 ms for as long as the client lives.
-        s.set_reconnect_ivl_max(2000)?;
         s.set_sndtimeo(timeout.as_millis().min(i32::MAX as u128) as i32)?;
         // A peer that accepts TCP but never speaks ZMTP must not hold the
         // process at exit for libzmq's default 30 s handshake.
