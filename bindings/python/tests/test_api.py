@@ -441,3 +441,30 @@ def test_a_forked_child_is_refused_clearly_and_exits_without_hanging():
     )
     out = run.stdout.decode(errors="replace")
     assert run.returncode == 0 and out.strip().endswith("ok"), out
+
+
+def test_worker_and_client_move_back_to_the_first_broker_when_it_returns(broker, serve):
+    # The fixture's broker is the second of the list; the first is down.
+    first_client, first_worker = _dead_endpoint(), _dead_endpoint()
+    serve(zmws.Worker([first_worker, broker.worker_endpoint], service="FAILBACK",
+                      heartbeat_ms=HEARTBEAT_MS, work=lambda job_id, param: param.upper()))
+    with zmws.Client([first_client, broker.client_endpoint], request_timeout=0.5) as c:
+        assert c.call("FAILBACK", b"on b", timeout=10) == b"ON B"
+        assert c.endpoint == broker.client_endpoint
+        first = zmws.Broker(first_client, first_worker, None, heartbeat_ms=HEARTBEAT_MS)
+        first.start()
+        try:
+            deadline = time.monotonic() + 30
+            # Every call is answered while the worker, then the client, move.
+            while c.endpoint != first_client:
+                assert time.monotonic() < deadline, "the client did not move back"
+                assert c.call("FAILBACK", b"x", timeout=10) == b"X"
+                time.sleep(0.02)
+            with zmws.Client(first_client) as on_first:
+                assert on_first.service_available("FAILBACK")
+            with zmws.Client(broker.client_endpoint) as on_second:
+                assert not on_second.service_available("FAILBACK")
+                with pytest.raises(zmws.NoSuchService, match="moved to another broker"):
+                    on_second.submit("FAILBACK", b"stray")
+        finally:
+            first.stop()
