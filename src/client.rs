@@ -357,6 +357,9 @@ impl Client {
                 break;
             }
             let r = op(self);
+            if matches!(r, Err(Error::Timeout(_))) {
+                tainted.push(home);
+            }
             if !refused(&r) {
                 outcome = Some(r);
                 break;
@@ -371,6 +374,8 @@ impl Client {
         for i in tainted {
             if i != self.current {
                 self.spare[i] = None;
+            } else if let Ok(s) = Client::open(&self.ctx, &self.endpoints[i], self.request_timeout) {
+                self.socket = ProcessBound::new(s);
             }
         }
         outcome.unwrap_or(first)
