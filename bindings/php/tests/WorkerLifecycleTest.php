@@ -6,7 +6,7 @@ namespace Zmws\Tests;
 
 /**
  * Worker processes: SIGTERM after the current job, idle(), where the worker
- * connects (flags, failover list, ZMWS_WORKER_ENDPOINT), seed-style scripts.
+ * connects (flags, failover list and failback, ZMWS_WORKER_ENDPOINT), seed-style scripts.
  */
 final class WorkerLifecycleTest extends ZmwsTestCase
 {
@@ -97,6 +97,40 @@ final class WorkerLifecycleTest extends ZmwsTestCase
         self::waitForWorkers('PHP-FAILOVER', 1, 20000);
         $this->assertSame('ba', self::$client->call('PHP-FAILOVER', ['str' => 'ab'], 5000));
         $this->assertSame(0, $w->stop());
+    }
+
+    public function testWorkerMovesBackToTheFirstServerWhenItReturns(): void
+    {
+        // The first server of the list is down at the start: the worker
+        // serves the second (this class's broker) until the first comes up.
+        $free = stream_socket_server('tcp://127.0.0.1:0');
+        $firstPort = (int) substr((string) strrchr((string) stream_socket_get_name($free, false), ':'), 1);
+        fclose($free);
+        [$host, $port] = self::workerHostPort();
+        $w = self::startWorker('PHP-FAILBACK', ["--backend-servers=127.0.0.1:$firstPort,$host"]);
+        self::waitForWorkers('PHP-FAILBACK', 1, 20000);
+        $this->assertSame('ba', self::$client->call('PHP-FAILBACK', ['str' => 'ab'], 5000));
+
+        $first = new \Zmws\Broker([
+            'client_endpoint' => 'tcp://127.0.0.1:*',
+            'worker_endpoint' => "tcp://127.0.0.1:$firstPort",
+            'news_endpoint' => null,
+            'heartbeat_ms' => self::HEARTBEAT_MS,
+            'liveness' => self::LIVENESS,
+        ]);
+        $first->start();
+        try {
+            $onFirst = new \Zmws\Client($first->clientEndpoint(), 2000);
+            self::eventually(
+                static fn (): bool => in_array('PHP-FAILBACK', array_column($onFirst->workers(), 'service'), true),
+                20000,
+                'the worker moved back to the first server'
+            );
+            $this->assertSame('dc', $onFirst->call('PHP-FAILBACK', ['str' => 'cd'], 5000));
+            $this->assertSame(0, $w->stop());
+        } finally {
+            $first->stop();
+        }
     }
 
     public function testSeedStyleScriptsRunUnchanged(): void
