@@ -1,15 +1,14 @@
 //! Durable jobs: a broker killed with SIGKILL loses nothing it acknowledged.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zmws::{Client, Worker, WorkerConfig};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+#[path = "ports/mod.rs"]
+mod ports;
+use ports::free_port;
 
 struct BrokerProc {
     child: Child,

@@ -1,14 +1,16 @@
 //! Clients and workers given several broker endpoints move to the next one
 //! when a broker does not answer.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use zmws::{Broker, BrokerConfig, Client, Worker, WorkerConfig};
 
+#[path = "ports/mod.rs"]
+mod ports;
+
+/// An endpoint nobody listens on yet (a broker may be started there later).
 fn dead_endpoint() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("tcp://127.0.0.1:{port}")
+    format!("tcp://127.0.0.1:{}", ports::free_port())
 }
 
 #[test]

@@ -590,8 +590,11 @@ fn worker_re_registers_with_a_restarted_broker() {
         cfg.news_endpoint = None;
         cfg
     };
-    let first = start_broker(quick_config());
-    let (client_ep, worker_ep) = (first.client_ep.clone(), first.worker_ep.clone());
+    // Ports from below the ephemeral range: while no broker listens, no
+    // outgoing connection of a test beside this one can take them.
+    let (client_ep, worker_ep) =
+        (format!("tcp://127.0.0.1:{}", free_port()), format!("tcp://127.0.0.1:{}", free_port()));
+    let first = start_broker(cfg_for(&client_ep, &worker_ep));
     let _w = first.spawn_worker("phoenix", |j| Ok(j.payload.clone()));
     let mut c = first.client();
     wait_workers(&mut c, "phoenix", 1);

@@ -582,11 +582,10 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A loopback TCP port that was free a moment ago (bind to port 0, read it, drop).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
-}
+#[path = "../ports/mod.rs"]
+mod ports;
+#[allow(unused_imports)] // not every test crate starts servers on chosen ports
+pub use ports::free_port;
 
 /// The path of the `zmws` binary Cargo built for these tests.
 pub fn zmws_bin() -> &'static str {

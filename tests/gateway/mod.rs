@@ -23,10 +23,9 @@ pub const ZMWS: &str = env!("CARGO_BIN_EXE_zmws");
 /// Generous bound for "eventually" checks on a loaded 2-core machine.
 pub const LONG: Duration = Duration::from_secs(20);
 
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("addr").port()
-}
+#[path = "../ports/mod.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// Polls `f` until it returns `Some`; panics with `what` past `limit`.
 pub fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {

@@ -103,9 +103,7 @@ final class WorkerLifecycleTest extends ZmwsTestCase
     {
         // The first server of the list is down at the start: the worker
         // serves the second (this class's broker) until the first comes up.
-        $free = stream_socket_server('tcp://127.0.0.1:0');
-        $firstPort = (int) substr((string) strrchr((string) stream_socket_get_name($free, false), ':'), 1);
-        fclose($free);
+        $firstPort = self::unusedPort();
         [$host, $port] = self::workerHostPort();
         $w = self::startWorker('PHP-FAILBACK', ["--backend-servers=127.0.0.1:$firstPort,$host"]);
         self::waitForWorkers('PHP-FAILBACK', 1, 20000);

@@ -46,6 +46,38 @@ abstract class ZmwsTestCase extends TestCase
     }
 
     /** [host, port] of the broker's worker endpoint. */
+    /**
+     * A loopback TCP port nobody listens on, for a server started later.
+     * Taken from below the kernel's ephemeral range: a released port-0 bind
+     * may be taken by any outgoing connection before the server binds.
+     * Unique within this process, spread over processes by pid, and checked
+     * to be bindable now.
+     */
+    protected static function unusedPort(): int
+    {
+        static $counter = 0;
+        $first = 20000;
+        $range = @file_get_contents('/proc/sys/net/ipv4/ip_local_port_range');
+        $ephemeralLow = $range === false ? 32768 : (int) preg_split('/\s+/', trim($range))[0];
+        $span = $ephemeralLow - $first;
+        if ($span < 1000) {
+            $s = stream_socket_server('tcp://127.0.0.1:0');
+            $name = (string) stream_socket_get_name($s, false);
+            fclose($s);
+            return (int) substr((string) strrchr($name, ':'), 1);
+        }
+        $base = getmypid() * 7919;
+        for ($i = 0; $i < $span; $i++) {
+            $port = $first + ($base + $counter++) % $span;
+            $s = @stream_socket_server("tcp://127.0.0.1:$port");
+            if ($s !== false) {
+                fclose($s);
+                return $port;
+            }
+        }
+        throw new \RuntimeException("no free loopback port between $first and $ephemeralLow");
+    }
+
     protected static function workerHostPort(): array
     {
         $ep = self::$broker->workerEndpoint();

@@ -4,6 +4,9 @@ that runs workers on threads and always stops them."""
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import socket
 import threading
 import time
 from typing import Callable, Iterator, List
@@ -16,6 +19,39 @@ import zmws
 # default 1000 ms so idle hooks and dead-worker detection are quick, long
 # enough for a busy 2-core machine.
 HEARTBEAT_MS = 250
+
+_FIRST_PORT = 20_000
+_port_counter = itertools.count()
+
+
+def unused_port() -> int:
+    """A loopback TCP port nobody listens on, for a server started later.
+
+    A port from ``bind(0)`` comes from the kernel's ephemeral range and, once
+    released, any outgoing connection may take it before the server binds.
+    These come from below that range, unique within this process, spread
+    over processes by pid, and checked to be bindable now."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32_768
+    span = ephemeral_low - _FIRST_PORT
+    if span < 1_000:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    base = os.getpid() * 7_919
+    for _ in range(span):
+        port = _FIRST_PORT + (base + next(_port_counter)) % span
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port between {_FIRST_PORT} and {ephemeral_low}")
 
 
 @pytest.fixture

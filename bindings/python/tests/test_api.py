@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -12,7 +11,7 @@ import pytest
 
 import zmws
 
-from conftest import HEARTBEAT_MS, wait_registered
+from conftest import HEARTBEAT_MS, unused_port, wait_registered
 
 
 def test_exception_hierarchy():
@@ -203,12 +202,8 @@ def test_nan_and_infinity_are_not_sent_as_json(broker, client, serve):
 
 
 def _dead_endpoint() -> str:
-    # A port that was free a moment ago: nothing listens there.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"tcp://127.0.0.1:{port}"
+    # Nothing listens there (a broker may be started there later).
+    return f"tcp://127.0.0.1:{unused_port()}"
 
 
 def test_client_fails_over_to_the_next_endpoint(broker, serve):
