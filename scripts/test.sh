@@ -49,6 +49,12 @@ run_suite() {
 log "build"
 cargo build --release --locked
 
+# Formatting (rustfmt.toml): cheap, and keeps diffs to what changed.
+if cargo fmt --version >/dev/null 2>&1; then
+  run_suite "rust: cargo fmt --check" cargo fmt --check
+else
+  echo "-- rust: cargo fmt --check: skipped (rustfmt is not installed for this toolchain)"
+fi
 run_suite "rust: unit and integration tests" cargo test --release --locked --no-fail-fast -- --test-threads=2
 [ -x tests/c/run.sh ] && run_suite "c: tests, valgrind, header drift" tests/c/run.sh
 # The Python crate shares the release target dir, so libzmq & co. are not rebuilt.

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::committer::Committer;
 use crate::engine::{Engine, EngineConfig, Output, Socket};
 use crate::error::{Error, Result};
 use crate::fork::{Origin, ProcessBound};
 use crate::protocol::{decode_client, decode_worker, Frame};
-use crate::committer::Committer;
 use crate::store::{JournalOp, Store};
 
 /// Everything a broker needs to start. `Default` binds loopback on the
@@ -148,8 +148,7 @@ pub struct Endpoints {
 }
 
 fn bound(sock: &zmq::Socket) -> Result<String> {
-    sock.get_last_endpoint()?
-        .map_err(|_| Error::Io("bound endpoint is not UTF-8".into()))
+    sock.get_last_endpoint()?.map_err(|_| Error::Io("bound endpoint is not UTF-8".into()))
 }
 
 fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<zmq::Socket> {
@@ -160,8 +159,7 @@ fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<z
     s.set_linger(1000)?;
     let max = config.engine.max_payload.min(1 << 40) as i64;
     s.set_maxmsgsize(max.saturating_mul(2).max(max.saturating_add(1 << 20)))?;
-    s.bind(&normalize_bind(endpoint))
-        .map_err(|e| Error::Io(format!("cannot bind {endpoint}: {e}")))?;
+    s.bind(&normalize_bind(endpoint)).map_err(|e| Error::Io(format!("cannot bind {endpoint}: {e}")))?;
     Ok(s)
 }
 
@@ -550,12 +548,16 @@ impl Io {
         // A failing store (full disk) gets a few more tries, 100 ms apart,
         // not the whole `limit` of back-to-back attempts.
         let mut tries_while_failing = 0;
-        while self.store.is_some() && (self.in_flight.is_some() || !self.gathering.is_empty() || !self.held.is_empty()) {
+        while self.store.is_some() && (self.in_flight.is_some() || !self.gathering.is_empty() || !self.held.is_empty())
+        {
             if self.in_flight.is_none() {
                 if engine.store_failing() {
                     tries_while_failing += 1;
                     if tries_while_failing > 3 {
-                        tracing::error!(ops = self.gathering.len(), "the job store still refuses writes: stopping without them");
+                        tracing::error!(
+                            ops = self.gathering.len(),
+                            "the job store still refuses writes: stopping without them"
+                        );
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(100));
@@ -601,7 +603,9 @@ impl Io {
                         match send_frames(&b.clients, frames) {
                             Ok(SendOutcome::Sent) => {}
                             Ok(SendOutcome::Full(f)) => self.client_backlog.park(f),
-                            Ok(SendOutcome::Unreachable) => tracing::debug!("client vanished before its reply; the result stays queryable"),
+                            Ok(SendOutcome::Unreachable) => {
+                                tracing::debug!("client vanished before its reply; the result stays queryable")
+                            }
                             Err(e) => tracing::warn!(error = %e, "send to client failed"),
                         }
                     }
@@ -614,7 +618,9 @@ impl Io {
                         match send_frames(&b.workers, frames) {
                             Ok(SendOutcome::Sent) => {}
                             Ok(SendOutcome::Full(f)) => self.worker_backlog.park(f),
-                            Ok(SendOutcome::Unreachable) => engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out),
+                            Ok(SendOutcome::Unreachable) => {
+                                engine.worker_unreachable(&peer, clock.now_ms(), &mut self.out)
+                            }
                             Err(e) => tracing::warn!(error = %e, "send to worker failed"),
                         }
                     }

@@ -76,7 +76,8 @@ impl Client {
     /// up to 1 s for the first to connect and otherwise starts on the first
     /// later one that has (see [`Client::first_to_connect`]).
     pub fn connect_many<S: AsRef<str>>(endpoints: &[S]) -> Result<Client> {
-        let endpoints: Vec<String> = endpoints.iter().map(|e| e.as_ref().trim().to_string()).filter(|e| !e.is_empty()).collect();
+        let endpoints: Vec<String> =
+            endpoints.iter().map(|e| e.as_ref().trim().to_string()).filter(|e| !e.is_empty()).collect();
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument("no broker endpoint given".into()));
         }
@@ -223,7 +224,9 @@ impl Client {
                 self.probe = None;
                 if reply.last().map(|f| f.as_slice()) == Some(b"200") {
                     match self.switch_to(0) {
-                        Ok(()) => tracing::info!(endpoint = %self.endpoints[0], service, "the first broker of the list is back with workers: client moved back"),
+                        Ok(()) => {
+                            tracing::info!(endpoint = %self.endpoints[0], service, "the first broker of the list is back with workers: client moved back")
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot reopen the first broker endpoint"),
                     }
                     return;
@@ -265,7 +268,8 @@ impl Client {
         op: impl FnMut(&mut Client) -> Result<T>,
     ) -> Result<T> {
         let refused = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(_)));
-        let moved = |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
+        let moved =
+            |r: &Result<T>| matches!(r, Err(Error::NoSuchService(m)) if m.ends_with(crate::protocol::MOVED_REFUSAL));
         self.elsewhere_when(refused, moved, Some(service), deadline, op)
     }
 
@@ -388,7 +392,9 @@ impl Client {
         self.send(b"mmi.service", &[service.as_bytes()]).ok()?;
         loop {
             match self.recv(deadline) {
-                Ok(Some((true, s, body))) if s == b"mmi.service" => return Some(body.first().map(|f| f.as_slice()) == Some(b"200")),
+                Ok(Some((true, s, body))) if s == b"mmi.service" => {
+                    return Some(body.first().map(|f| f.as_slice()) == Some(b"200"))
+                }
                 Ok(Some(_)) => continue,
                 _ => return None,
             }
@@ -403,7 +409,9 @@ impl Client {
         frames.push(service);
         frames.extend_from_slice(body);
         self.socket.send_multipart(frames, 0).map_err(|e| match e {
-            zmq::Error::EAGAIN => Error::Timeout(format!("broker at {} is not reachable", self.endpoints[self.current])),
+            zmq::Error::EAGAIN => {
+                Error::Timeout(format!("broker at {} is not reachable", self.endpoints[self.current]))
+            }
             other => other.into(),
         })
     }
@@ -633,7 +641,13 @@ impl Client {
         })
     }
 
-    fn call_once(&mut self, service: &str, payload: &[u8], timeout: Duration, on_partial: &mut dyn FnMut(&[u8])) -> Result<Vec<u8>> {
+    fn call_once(
+        &mut self,
+        service: &str,
+        payload: &[u8],
+        timeout: Duration,
+        on_partial: &mut dyn FnMut(&[u8]),
+    ) -> Result<Vec<u8>> {
         self.fail_back(service);
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
@@ -642,7 +656,10 @@ impl Client {
         loop {
             match self.recv(deadline)? {
                 None => {
-                    return Err(Error::Timeout(format!("no result from service '{service}' within {} ms", timeout.as_millis())))
+                    return Err(Error::Timeout(format!(
+                        "no result from service '{service}' within {} ms",
+                        timeout.as_millis()
+                    )))
                 }
                 Some((fin, s, body)) => {
                     if s != b"zmws.call" || body.first().map(|t| t.as_slice()) != Some(tag.as_bytes()) {
@@ -670,7 +687,12 @@ impl Client {
 
     /// Submits every payload (many in flight) and returns the outcomes in
     /// input order. `timeout` bounds the whole batch.
-    pub fn batch<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
+    pub fn batch<P: AsRef<[u8]>>(
+        &mut self,
+        service: &str,
+        payloads: &[P],
+        timeout: Duration,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
         Client::check_service(service)?;
         if payloads.is_empty() {
             return Ok(Vec::new());
@@ -681,7 +703,9 @@ impl Client {
         let outcome = self.to_a_broker_that_knows(service, Some(deadline), |c| {
             let results = c.batch_once(service, payloads, deadline.saturating_duration_since(Instant::now()))?;
             match results.first() {
-                Some(Err(e @ Error::NoSuchService(_))) if results.iter().all(|r| matches!(r, Err(Error::NoSuchService(_)))) => {
+                Some(Err(e @ Error::NoSuchService(_)))
+                    if results.iter().all(|r| matches!(r, Err(Error::NoSuchService(_)))) =>
+                {
                     Err(e.clone())
                 }
                 _ => Ok(results),
@@ -693,7 +717,12 @@ impl Client {
         }
     }
 
-    fn batch_once<P: AsRef<[u8]>>(&mut self, service: &str, payloads: &[P], timeout: Duration) -> Result<Vec<Result<Vec<u8>>>> {
+    fn batch_once<P: AsRef<[u8]>>(
+        &mut self,
+        service: &str,
+        payloads: &[P],
+        timeout: Duration,
+    ) -> Result<Vec<Result<Vec<u8>>>> {
         self.fail_back(service);
         let deadline = crate::deadline_after(timeout);
         let n = payloads.len();

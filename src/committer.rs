@@ -74,7 +74,9 @@ impl Committer {
         match self.outcomes.try_recv() {
             Ok(o) => Some(o),
             Err(mpsc::TryRecvError::Empty) => None,
-            Err(mpsc::TryRecvError::Disconnected) => Some((Vec::new(), Err(Error::Io("the store thread ended".into())))),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Some((Vec::new(), Err(Error::Io("the store thread ended".into()))))
+            }
         }
     }
 

@@ -428,7 +428,9 @@ fn check_endpoint(ctx: &Ctx, v: &Spanned<String>, allow_empty: bool) -> Result<O
             return Err(ctx.err(v, format!("'{s}' has no port (expected tcp://HOST:PORT)")));
         };
         if host.is_empty() || port.parse::<u16>().map(|p| p == 0).unwrap_or(true) {
-            return Err(ctx.err(v, format!("'{s}' needs a host and a fixed port (1-65535): other processes must find it")));
+            return Err(
+                ctx.err(v, format!("'{s}' needs a host and a fixed port (1-65535): other processes must find it"))
+            );
         }
         return Ok(Some(s.to_string()));
     }
@@ -450,7 +452,14 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{s}' does not resolve to an address"))
 }
 
-fn num<T: Copy + PartialOrd + fmt::Display>(ctx: &Ctx, v: &S<T>, default: T, min: T, max: T, what: &str) -> Result<T, ConfigError> {
+fn num<T: Copy + PartialOrd + fmt::Display>(
+    ctx: &Ctx,
+    v: &S<T>,
+    default: T,
+    min: T,
+    max: T,
+    what: &str,
+) -> Result<T, ConfigError> {
     match v {
         None => Ok(default),
         Some(s) => {
@@ -592,7 +601,9 @@ impl Config {
         let mut broker = BrokerSection { enabled: flag(&b.enabled, true), ..BrokerSection::default() };
         if let Some(n) = &b.name {
             if !valid_name(n.get_ref()) {
-                return Err(ctx.err(n, "a name may only use letters, digits, '_', '-' and '.' (and not start with '.' or '-')"));
+                return Err(
+                    ctx.err(n, "a name may only use letters, digits, '_', '-' and '.' (and not start with '.' or '-')")
+                );
             }
             broker.name = n.get_ref().clone();
         }
@@ -621,10 +632,17 @@ impl Config {
         e.max_attempts = num(&ctx, &b.max_attempts, d.max_attempts, 1, 1000, "max_attempts")?;
         e.max_payload = num(&ctx, &b.max_payload, d.max_payload as u64, 1, 1 << 40, "max_payload")? as usize;
         e.max_queued = num(&ctx, &b.max_queued, d.max_queued as u64, 1, u32::MAX as u64 * 16, "max_queued")? as usize;
-        e.max_workers_per_service =
-            num(&ctx, &b.max_workers_per_service, d.max_workers_per_service as u64, 1, 10_000_000, "max_workers_per_service")? as usize;
+        e.max_workers_per_service = num(
+            &ctx,
+            &b.max_workers_per_service,
+            d.max_workers_per_service as u64,
+            1,
+            10_000_000,
+            "max_workers_per_service",
+        )? as usize;
         e.result_ttl_ms = num(&ctx, &b.result_ttl_ms, d.result_ttl_ms, 0, u64::MAX / 4, "result_ttl_ms")?;
-        e.max_finished = num(&ctx, &b.max_finished, d.max_finished as u64, 0, u32::MAX as u64 * 16, "max_finished")? as usize;
+        e.max_finished =
+            num(&ctx, &b.max_finished, d.max_finished as u64, 0, u32::MAX as u64 * 16, "max_finished")? as usize;
         e.history_len = num(&ctx, &b.history, d.history_len as u64, 0, 1_000_000, "history")? as usize;
         broker.hwm = num(&ctx, &b.hwm, broker.hwm as u32, 1, i32::MAX as u32, "hwm")? as i32;
         broker.spin_us = num(&ctx, &b.spin_us, broker.spin_us, 0, crate::broker::MAX_SPIN_US, "spin_us")?;
@@ -656,14 +674,17 @@ impl Config {
                 http.token = Some(t.clone());
             }
         }
-        http.max_body_bytes = num(&ctx, &h.max_body_bytes, http.max_body_bytes as u64, 1, 1 << 40, "max_body_bytes")? as usize;
-        http.default_timeout_ms = num(&ctx, &h.default_timeout_ms, http.default_timeout_ms, 1, u64::MAX / 4, "default_timeout_ms")?;
+        http.max_body_bytes =
+            num(&ctx, &h.max_body_bytes, http.max_body_bytes as u64, 1, 1 << 40, "max_body_bytes")? as usize;
+        http.default_timeout_ms =
+            num(&ctx, &h.default_timeout_ms, http.default_timeout_ms, 1, u64::MAX / 4, "default_timeout_ms")?;
         http.max_timeout_ms = num(&ctx, &h.max_timeout_ms, http.max_timeout_ms, 1, u64::MAX / 4, "max_timeout_ms")?;
         if http.default_timeout_ms > http.max_timeout_ms {
             let at = h.default_timeout_ms.as_ref().or(h.max_timeout_ms.as_ref()).map(|s| s.span());
             return Err(ctx.err_at(at, "default_timeout_ms must not exceed max_timeout_ms"));
         }
-        http.broker_timeout_ms = num(&ctx, &h.broker_timeout_ms, http.broker_timeout_ms, 1, 3_600_000, "broker_timeout_ms")?;
+        http.broker_timeout_ms =
+            num(&ctx, &h.broker_timeout_ms, http.broker_timeout_ms, 1, 3_600_000, "broker_timeout_ms")?;
         http.threads = num(&ctx, &h.threads, 2, 1, 256, "threads")? as usize;
 
         // [process]
@@ -696,13 +717,17 @@ impl Config {
         for w in &raw.workers {
             let name = w.name.get_ref();
             if !valid_name(name) {
-                return Err(
-                    ctx.err(&w.name, "a worker name may only use letters, digits, '_', '-' and '.' (and not start with '.' or '-')")
-                );
+                return Err(ctx.err(
+                    &w.name,
+                    "a worker name may only use letters, digits, '_', '-' and '.' (and not start with '.' or '-')",
+                ));
             }
             let command: Vec<String> = w.command.get_ref().iter().map(|s| s.get_ref().clone()).collect();
             if command.is_empty() {
-                return Err(ctx.err(&w.command, format!("worker '{name}': command must name a program, e.g. [\"php\", \"worker.php\"]")));
+                return Err(ctx.err(
+                    &w.command,
+                    format!("worker '{name}': command must name a program, e.g. [\"php\", \"worker.php\"]"),
+                ));
             }
             if let Some(first) = w.command.get_ref().first() {
                 if first.get_ref().trim().is_empty() {
@@ -722,14 +747,22 @@ impl Config {
                     }
                     match scalar_text(v) {
                         Some(s) => env.push((k.clone(), s)),
-                        None => return Err(ctx.err(t, format!("worker '{name}': env value of '{k}' must be a string, number or boolean"))),
+                        None => {
+                            return Err(ctx.err(
+                                t,
+                                format!("worker '{name}': env value of '{k}' must be a string, number or boolean"),
+                            ))
+                        }
                     }
                 }
             }
             let restart = match &w.restart {
                 None => RestartPolicy::Always,
                 Some(r) => RestartPolicy::parse(r.get_ref()).ok_or_else(|| {
-                    ctx.err(r, format!("restart must be \"always\", \"on-failure\" or \"never\" (got \"{}\")", r.get_ref()))
+                    ctx.err(
+                        r,
+                        format!("restart must be \"always\", \"on-failure\" or \"never\" (got \"{}\")", r.get_ref()),
+                    )
                 })?,
             };
             let endpoint = match &w.broker {
@@ -757,7 +790,10 @@ impl Config {
             };
             for n in section.instance_names() {
                 if !names.insert(n.clone()) {
-                    return Err(ctx.err(&w.name, format!("process name '{n}' is used twice (worker and broker names must be unique)")));
+                    return Err(ctx.err(
+                        &w.name,
+                        format!("process name '{n}' is used twice (worker and broker names must be unique)"),
+                    ));
                 }
             }
             workers.push(section);
@@ -863,7 +899,8 @@ env = { A = "1", B = 2 }
         assert!(e.to_string().starts_with("t.toml:3:1:"), "{e}");
         let e = parse("[broker]\nheartbeat_ms = \"fast\"\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
-        let e = parse("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\n\n[[worker]]\nname = \"a\"\ncommand = [\"y\"]\n").unwrap_err();
+        let e = parse("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\n\n[[worker]]\nname = \"a\"\ncommand = [\"y\"]\n")
+            .unwrap_err();
         assert_eq!((e.line, e.column), (Some(6), Some(8)), "{e}");
         assert!(e.message.contains("used twice"));
         let e = parse("[[worker]]\nname = \"a\"\ncommand = []\n").unwrap_err();
@@ -886,9 +923,13 @@ env = { A = "1", B = 2 }
 
     #[test]
     fn service_is_found() {
-        let c = parse("[[worker]]\nname = \"a\"\ncommand = [\"zmws\", \"worker\", \"--service\", \"STR-REV\", \"--\", \"rev\"]\n").unwrap();
+        let c = parse(
+            "[[worker]]\nname = \"a\"\ncommand = [\"zmws\", \"worker\", \"--service\", \"STR-REV\", \"--\", \"rev\"]\n",
+        )
+        .unwrap();
         assert_eq!(c.workers[0].service.as_deref(), Some("STR-REV"));
-        let c = parse("[[worker]]\nname = \"a\"\ncommand = [\"php\", \"w.php\"]\nflags = { service = \"SLEEP\" }\n").unwrap();
+        let c = parse("[[worker]]\nname = \"a\"\ncommand = [\"php\", \"w.php\"]\nflags = { service = \"SLEEP\" }\n")
+            .unwrap();
         assert_eq!(c.workers[0].service.as_deref(), Some("SLEEP"));
     }
 

@@ -15,12 +15,12 @@ use std::rc::Rc;
 
 use crate::job::{JobId, JobList, JobState, JobStatus, WorkerInfo};
 use crate::job_table::JobTable;
-use crate::store::{JournalOp, Loaded, PackedFrames};
 use crate::protocol::{
-    self, encode_client_reply, encode_job_record, encode_worker_disconnect, encode_worker_heartbeat, encode_worker_request,
-    encode_worker_request_batch, hex,
-    ClientRequest, ClientRoute, Frame, ReplyKind, Version, WorkerCommand, WorkerMessage,
+    self, encode_client_reply, encode_job_record, encode_worker_disconnect, encode_worker_heartbeat,
+    encode_worker_request, encode_worker_request_batch, hex, ClientRequest, ClientRoute, Frame, ReplyKind, Version,
+    WorkerCommand, WorkerMessage,
 };
+use crate::store::{JournalOp, Loaded, PackedFrames};
 
 /// Limits and timings of the broker. All durations in milliseconds.
 #[derive(Clone, Debug)]
@@ -320,7 +320,6 @@ pub struct Engine {
 /// Most jobs one `zmws.submit.batch` message may hold.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
-
 /// How long after a worker of a service moved to another broker (failback)
 /// the departure of its last worker, for any reason, still means the
 /// service moved away (421) rather than "its workers will be back".
@@ -420,7 +419,10 @@ impl Engine {
         if service.len() > 255 {
             // No service can have such a name (workers are refused above 255
             // bytes); the message does not repeat it.
-            return reply(out, err_body("400", format!("service name of {} bytes is longer than 255 bytes", service.len())));
+            return reply(
+                out,
+                err_body("400", format!("service name of {} bytes is longer than 255 bytes", service.len())),
+            );
         }
         if name.starts_with(b"mmi.") {
             let body = match name {
@@ -438,21 +440,32 @@ impl Engine {
                 let titanic = name.starts_with(b"titanic.");
                 let key = if name == b"zmws.submit.unique" {
                     if body.len() < 2 || body[0].is_empty() || body[0].len() > 255 {
-                        return reply(out, err_body("400", "zmws.submit.unique needs [key (1-255 bytes), service, payload...]"));
+                        return reply(
+                            out,
+                            err_body("400", "zmws.submit.unique needs [key (1-255 bytes), service, payload...]"),
+                        );
                     }
                     Some(printable(&body.remove(0)).into_boxed_str())
                 } else {
                     None
                 };
                 if body.is_empty() || body[0].is_empty() {
-                    return reply(out, err_body(if titanic { "500" } else { "400" }, "the first frame must name a service"));
+                    return reply(
+                        out,
+                        err_body(if titanic { "500" } else { "400" }, "the first frame must name a service"),
+                    );
                 }
                 let target = body.remove(0);
                 match self.accept_async(&target, body, key, now, out) {
                     Ok((id, fresh)) => {
-                        let ok = if titanic { vec![b"200".to_vec(), id.to_hex().to_vec()] } else { vec![id.to_hex().to_vec()] };
+                        let ok = if titanic {
+                            vec![b"200".to_vec(), id.to_hex().to_vec()]
+                        } else {
+                            vec![id.to_hex().to_vec()]
+                        };
                         if fresh && self.config.persist {
-                            let refused = err_body(if titanic { "500" } else { "503" }, "the job store refused the write");
+                            let refused =
+                                err_body(if titanic { "500" } else { "503" }, "the job store refused the write");
                             if let (Some(ok), Some(refused)) = (
                                 encode_client_reply(&route, &service, ReplyKind::Final, ok),
                                 encode_client_reply(&route, &service, ReplyKind::Final, refused),
@@ -514,7 +527,9 @@ impl Engine {
                             b.extend(job.result().cloned().unwrap_or_default());
                             b
                         }
-                        JobState::Queued | JobState::Active => err_body("300", format!("job is {}", job.state.as_str())),
+                        JobState::Queued | JobState::Active => {
+                            err_body("300", format!("job is {}", job.state.as_str()))
+                        }
                         JobState::Failed | JobState::Cancelled => {
                             err_body("500", job.failure().cloned().unwrap_or_else(|| "job failed".into()))
                         }
@@ -662,7 +677,10 @@ impl Engine {
     ) -> Result<(JobId, usize), (&'static str, String)> {
         let size: usize = payload.iter().map(|f| f.len()).sum();
         if size > self.config.max_payload {
-            return Err(("413", format!("payload of {size} bytes is over the limit of {} bytes", self.config.max_payload)));
+            return Err((
+                "413",
+                format!("payload of {size} bytes is over the limit of {} bytes", self.config.max_payload),
+            ));
         }
         let payload = if payload.is_empty() { vec![Vec::new()] } else { payload };
         let (packed, multi) = pack_frames(payload);
@@ -730,7 +748,12 @@ impl Engine {
     /// `zmws.submit.batch [service, payload, payload…]`: one async job per
     /// payload frame, all accepted or all refused. Reply `["200", ids]`, the
     /// ids packed in one frame (32 hex characters each, in payload order).
-    fn submit_batch(&mut self, mut body: Vec<Frame>, now: u64, out: &mut Vec<Output>) -> Result<Vec<Frame>, (&'static str, String)> {
+    fn submit_batch(
+        &mut self,
+        mut body: Vec<Frame>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) -> Result<Vec<Frame>, (&'static str, String)> {
         if body.len() < 2 || body[0].is_empty() {
             return Err(("400", "zmws.submit.batch needs [service, payload, payload...]".into()));
         }
@@ -744,7 +767,10 @@ impl Engine {
         };
         self.check_not_moved(si)?;
         if let Some((i, f)) = body[1..].iter().enumerate().find(|(_, f)| f.len() > self.config.max_payload) {
-            return Err(("413", format!("payload {i} of {} bytes is over the limit of {} bytes", f.len(), self.config.max_payload)));
+            return Err((
+                "413",
+                format!("payload {i} of {} bytes is over the limit of {} bytes", f.len(), self.config.max_payload),
+            ));
         }
         if self.queued_total + n > self.config.max_queued {
             return Err(("503", format!("queue full: {} jobs are waiting and the batch has {n}", self.queued_total)));
@@ -844,7 +870,9 @@ impl Engine {
                 for (kind, address, data) in records {
                     match JobId::parse(address).and_then(|id| Engine::release(w, id)) {
                         Some((id, attempt)) => settled.push((id, attempt, kind, data)),
-                        None => tracing::debug!(worker = %hex(&peer), "reply for a job this worker does not hold: ignored"),
+                        None => {
+                            tracing::debug!(worker = %hex(&peer), "reply for a job this worker does not hold: ignored")
+                        }
                     }
                 }
                 let si = w.service;
@@ -883,7 +911,15 @@ impl Engine {
         }
     }
 
-    fn register(&mut self, peer: Frame, version: Version, service: Frame, ext: Option<Frame>, now: u64, out: &mut Vec<Output>) {
+    fn register(
+        &mut self,
+        peer: Frame,
+        version: Version,
+        service: Frame,
+        ext: Option<Frame>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         let reserved = RESERVED_PREFIXES.iter().any(|p| service.starts_with(p));
         let invalid = service.len() > 255 || std::str::from_utf8(&service).is_err();
         if reserved || invalid || strip_sync(&service).len() != service.len() {
@@ -942,7 +978,8 @@ impl Engine {
         let Some(w) = self.workers.get(peer.as_slice()) else { return };
         let si = w.service;
         let svc = &self.services[si];
-        let backlog = svc.live_workers == 1 && svc.queue.iter().any(|id| self.jobs.get(id).is_some_and(|j| j.state == JobState::Queued));
+        let backlog = svc.live_workers == 1
+            && svc.queue.iter().any(|id| self.jobs.get(id).is_some_and(|j| j.state == JobState::Queued));
         if !w.held.is_empty() || backlog {
             self.touch(&peer, now);
             let mut m = protocol::encode_worker_heartbeat(&peer, version);
@@ -970,7 +1007,9 @@ impl Engine {
         tracing::info!(worker = %hex(peer), service = %self.services[si].name, why, jobs = w.held.len(), "worker removed");
         // Requeue in reverse so the oldest ends up first.
         for &(id, attempt) in w.held.iter().rev() {
-            let current = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts as u32 == attempt && j.worker.as_deref() == Some(peer));
+            let current = self.jobs.get(&id).map(|j| {
+                j.state == JobState::Active && j.attempts as u32 == attempt && j.worker.as_deref() == Some(peer)
+            });
             if current == Some(true) {
                 self.retry_or_fail(id, format!("worker {why}"), true, now, out);
             }
@@ -1030,7 +1069,14 @@ impl Engine {
         self.event(out, "partial", id, si, attempt, None);
     }
 
-    fn on_final(&mut self, peer: &[u8], address: &[u8], outcome: Result<Vec<Frame>, (bool, String)>, now: u64, out: &mut Vec<Output>) {
+    fn on_final(
+        &mut self,
+        peer: &[u8],
+        address: &[u8],
+        outcome: Result<Vec<Frame>, (bool, String)>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         if let Some(si) = self.settle(peer, address, outcome, now, out) {
             self.dispatch(si, now, out);
         }
@@ -1090,7 +1136,8 @@ impl Engine {
                     // Results are kept for the TTL: bound them like payloads.
                     let size: usize = result.iter().map(|f| f.len()).sum();
                     if size > self.config.max_payload {
-                        let why = format!("result of {size} bytes is over the limit of {} bytes", self.config.max_payload);
+                        let why =
+                            format!("result of {size} bytes is over the limit of {} bytes", self.config.max_payload);
                         self.finish(id, JobState::Failed, None, Some(why), now, out)
                     } else {
                         self.finish(id, JobState::Complete, Some(result), None, now, out)
@@ -1103,7 +1150,15 @@ impl Engine {
     }
 
     /// Moves a job to a final state, answers its waiter, records it for TTL.
-    fn finish(&mut self, id: JobId, state: JobState, result: Option<Vec<Frame>>, failure: Option<String>, now: u64, out: &mut Vec<Output>) {
+    fn finish(
+        &mut self,
+        id: JobId,
+        state: JobState,
+        result: Option<Vec<Frame>>,
+        failure: Option<String>,
+        now: u64,
+        out: &mut Vec<Output>,
+    ) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let payload_bytes = job.payload_bytes();
         // The payload is not needed any more; keep memory small.
@@ -1185,7 +1240,8 @@ impl Engine {
     fn prune_finished(&mut self, now: u64) {
         while let Some(&(finished_ms, id)) = self.finished.front() {
             let kept = self.finished.len() - self.closed_in_finished.min(self.finished.len());
-            let expired = kept > self.config.max_finished || now.saturating_sub(finished_ms) >= self.config.result_ttl_ms;
+            let expired =
+                kept > self.config.max_finished || now.saturating_sub(finished_ms) >= self.config.result_ttl_ms;
             if !expired {
                 break;
             }
@@ -1272,7 +1328,13 @@ impl Engine {
                 if w.batch {
                     encode_job_record(&mut records, &id.to_hex(), attempt, frames);
                 } else {
-                    let msg = encode_worker_request(&w.identity, w.version, &id.to_hex(), w.extended.then_some(attempt), frames);
+                    let msg = encode_worker_request(
+                        &w.identity,
+                        w.version,
+                        &id.to_hex(),
+                        w.extended.then_some(attempt),
+                        frames,
+                    );
                     out.push(Output::Send(Socket::Worker, msg));
                 }
                 given.push((id, attempt));
@@ -1311,14 +1373,19 @@ impl Engine {
                 break;
             }
             self.deadlines.pop_front();
-            let live = self.jobs.get(&id).map(|j| j.state == JobState::Active && j.attempts as u32 == attempt).unwrap_or(false);
+            let live = self
+                .jobs
+                .get(&id)
+                .map(|j| j.state == JobState::Active && j.attempts as u32 == attempt)
+                .unwrap_or(false);
             if live {
                 let timeout = self.config.job_timeout_ms;
                 self.retry_or_fail(id, format!("attempt {attempt} timed out after {timeout} ms"), false, now, out);
             }
         }
         // Expired workers: collect first, the purge mutates the map.
-        let expired: Vec<Rc<[u8]>> = self.workers.values().filter(|w| w.expiry_ms <= now).map(|w| w.identity.clone()).collect();
+        let expired: Vec<Rc<[u8]>> =
+            self.workers.values().filter(|w| w.expiry_ms <= now).map(|w| w.identity.clone()).collect();
         for id in expired {
             self.purge_worker(&id, now, out, "missed its heartbeats");
         }
@@ -1365,7 +1432,13 @@ impl Engine {
     /// on disk), in order, to be written again before anything newer: a job
     /// that finishes while the disk is full must not come back as queued.
     #[must_use = "the returned ops must be committed again"]
-    pub fn store_failed(&mut self, ops: Vec<JournalOp>, reason: String, _now: u64, out: &mut [Output]) -> Vec<JournalOp> {
+    pub fn store_failed(
+        &mut self,
+        ops: Vec<JournalOp>,
+        reason: String,
+        _now: u64,
+        out: &mut [Output],
+    ) -> Vec<JournalOp> {
         if self.store_error.is_none() {
             tracing::error!(%reason, "job store write failed: refusing new async jobs until it accepts writes again");
         } else {
@@ -1446,10 +1519,20 @@ impl Engine {
             if state == JobState::Active {
                 if sj.attempts >= self.config.max_attempts {
                     state = JobState::Failed;
-                    failure = Some(format!("job failed after {} attempt(s): the broker stopped during the last one", sj.attempts));
+                    failure = Some(format!(
+                        "job failed after {} attempt(s): the broker stopped during the last one",
+                        sj.attempts
+                    ));
                     finished_ms = now;
                     let attempts = sj.attempts;
-                    self.journal.push(JournalOp::Finished { id: sj.id, state, result: None, failure: failure.clone(), at_ms: now, attempts });
+                    self.journal.push(JournalOp::Finished {
+                        id: sj.id,
+                        state,
+                        result: None,
+                        failure: failure.clone(),
+                        at_ms: now,
+                        attempts,
+                    });
                 } else {
                     state = JobState::Queued;
                     self.journal.push(JournalOp::Requeued { id: sj.id, attempts: sj.attempts });
@@ -1463,7 +1546,14 @@ impl Engine {
                 self.uniques.insert(k.clone(), sj.id);
             }
             let extra = if state.is_final() || unique_key.is_some() {
-                Some(Box::new(JobExtra { finished_ms, payload_bytes, result: sj.result, failure, waiter: None, unique_key }))
+                Some(Box::new(JobExtra {
+                    finished_ms,
+                    payload_bytes,
+                    result: sj.result,
+                    failure,
+                    waiter: None,
+                    unique_key,
+                }))
             } else {
                 None
             };
@@ -1611,9 +1701,23 @@ impl Engine {
                     .workers
                     .values()
                     .filter(|w| w.service == si)
-                    .map(|w| w.held.iter().filter(|(id, a)| self.jobs.get(id).map(|j| j.state == JobState::Active && j.attempts as u32 == *a).unwrap_or(false)).count())
+                    .map(|w| {
+                        w.held
+                            .iter()
+                            .filter(|(id, a)| {
+                                self.jobs
+                                    .get(id)
+                                    .map(|j| j.state == JobState::Active && j.attempts as u32 == *a)
+                                    .unwrap_or(false)
+                            })
+                            .count()
+                    })
                     .sum();
-                let queued = s.queue.iter().filter(|id| self.jobs.get(id).map(|j| j.state == JobState::Queued).unwrap_or(false)).count();
+                let queued = s
+                    .queue
+                    .iter()
+                    .filter(|id| self.jobs.get(id).map(|j| j.state == JobState::Queued).unwrap_or(false))
+                    .count();
                 serde_json::json!({
                     "service": &*s.name,
                     "queued": queued,
@@ -1626,9 +1730,23 @@ impl Engine {
             .collect()
     }
 
-    fn event(&self, out: &mut Vec<Output>, kind: &'static str, job_id: JobId, si: usize, attempt: u32, detail: Option<String>) {
+    fn event(
+        &self,
+        out: &mut Vec<Output>,
+        kind: &'static str,
+        job_id: JobId,
+        si: usize,
+        attempt: u32,
+        detail: Option<String>,
+    ) {
         if self.config.emit_events {
-            out.push(Output::Event(JobEvent { kind, job_id, service: self.services[si].name.clone(), attempt, detail }));
+            out.push(Output::Event(JobEvent {
+                kind,
+                job_id,
+                service: self.services[si].name.clone(),
+                attempt,
+                detail,
+            }));
         }
     }
 }

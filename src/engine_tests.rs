@@ -215,7 +215,10 @@ fn persisted_submit_is_acked_only_through_the_journal() {
     assert!(out.iter().any(|o| matches!(o, Output::Durable { .. })));
     // A failed commit turns the ack into a refusal and forgets the job.
     let again = e.store_failed(journal, "disk full".into(), 1_000_002, &mut out);
-    assert!(again.iter().all(|op| matches!(op, JournalOp::Service(_))), "nothing of the refused job is written again: {again:?}");
+    assert!(
+        again.iter().all(|op| matches!(op, JournalOp::Service(_))),
+        "nothing of the refused job is written again: {again:?}"
+    );
     let refused = out.iter().find_map(|o| match o {
         Output::Durable { ok, .. } => Some(ok.clone()),
         _ => None,
@@ -266,7 +269,12 @@ fn restore_requeues_active_jobs_and_keeps_results() {
     };
     let loaded = Loaded {
         services: vec!["s".into()],
-        jobs: vec![mk(1, JobState::Queued, 0), mk(2, JobState::Active, 1), mk(3, JobState::Complete, 1), mk(4, JobState::Active, 2)],
+        jobs: vec![
+            mk(1, JobState::Queued, 0),
+            mk(2, JobState::Active, 1),
+            mk(3, JobState::Complete, 1),
+            mk(4, JobState::Active, 2),
+        ],
     };
     let mut e = Engine::new(EngineConfig { persist: true, ..cfg() }, 1_001_000);
     e.restore(loaded, 1_001_000);
@@ -278,7 +286,13 @@ fn restore_requeues_active_jobs_and_keeps_results() {
 #[test]
 fn event_json_is_valid() {
     use crate::engine::JobEvent;
-    let ev = JobEvent { kind: "failed", job_id: crate::job::JobId(7), service: "S\"x".into(), attempt: 2, detail: Some("bad \"thing\"\n".into()) };
+    let ev = JobEvent {
+        kind: "failed",
+        job_id: crate::job::JobId(7),
+        service: "S\"x".into(),
+        attempt: 2,
+        detail: Some("bad \"thing\"\n".into()),
+    };
     let v: serde_json::Value = serde_json::from_str(&ev.to_json(5)).unwrap();
     assert_eq!(v["service"], "S\"x");
     assert_eq!(v["detail"], "bad \"thing\"\n");
@@ -511,14 +525,21 @@ fn a_failed_commit_keeps_the_finishes_of_jobs_already_on_disk() {
         _ => None,
     });
     let req = req.expect("the job went to the worker");
-    e.on_worker(decode_worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("done")]).unwrap(), 1_000_002, &mut out);
+    e.on_worker(
+        decode_worker(vec![f("w1"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("done")]).unwrap(),
+        1_000_002,
+        &mut out,
+    );
     let sub = decode_client(vec![f("c"), f("MDPC02"), vec![1], f("zmws.submit"), f("s2"), f("y")]).unwrap();
     e.on_client(sub, 1_000_003, &mut out);
     let batch = e.take_journal();
     assert!(batch.iter().any(|op| matches!(op, JournalOp::Finished { .. })));
     assert!(batch.iter().any(|op| matches!(op, JournalOp::Insert { .. })));
     let again = e.store_failed(batch, "disk full".into(), 1_000_004, &mut out);
-    assert!(again.iter().any(|op| matches!(op, JournalOp::Finished { state: crate::job::JobState::Complete, .. })), "{again:?}");
+    assert!(
+        again.iter().any(|op| matches!(op, JournalOp::Finished { state: crate::job::JobState::Complete, .. })),
+        "{again:?}"
+    );
     assert!(!again.iter().any(|op| matches!(op, JournalOp::Insert { .. })), "the refused job is not written");
 }
 

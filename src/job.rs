@@ -38,9 +38,8 @@ static HEX_VALUE: [u8; 256] = {
     t
 };
 
-static ID_STATE: once_cell::sync::Lazy<Mutex<IdState>> = once_cell::sync::Lazy::new(|| {
-    Mutex::new(IdState { rng: StdRng::from_entropy(), last_ms: 0, seq: 0 })
-});
+static ID_STATE: once_cell::sync::Lazy<Mutex<IdState>> =
+    once_cell::sync::Lazy::new(|| Mutex::new(IdState { rng: StdRng::from_entropy(), last_ms: 0, seq: 0 }));
 
 impl JobId {
     /// A fresh id for a job created at `now_ms` (Unix milliseconds).

@@ -35,9 +35,7 @@ impl<V> JobTable<V> {
     /// The slot of `id`, if present.
     fn slot_of(&self, id: &JobId) -> Option<u32> {
         let slots = &self.slots;
-        self.index
-            .find(hash(id), |&i| matches!(&slots[i as usize], Some((k, _)) if k == id))
-            .copied()
+        self.index.find(hash(id), |&i| matches!(&slots[i as usize], Some((k, _)) if k == id)).copied()
     }
 
     /// Number of records.
@@ -94,10 +92,7 @@ impl<V> JobTable<V> {
     /// Removes and returns the record of `id`.
     pub fn remove(&mut self, id: &JobId) -> Option<V> {
         let slots = &self.slots;
-        let entry = self
-            .index
-            .find_entry(hash(id), |&i| matches!(&slots[i as usize], Some((k, _)) if k == id))
-            .ok()?;
+        let entry = self.index.find_entry(hash(id), |&i| matches!(&slots[i as usize], Some((k, _)) if k == id)).ok()?;
         let (i, _) = entry.remove();
         let (_, v) = self.slots[i as usize].take()?;
         if i as usize + 1 == self.slots.len() {
@@ -127,7 +122,8 @@ mod tests {
     #[test]
     fn insert_get_remove_reuse() {
         let mut t = JobTable::default();
-        let ids: Vec<JobId> = (0..1000u128).map(|i| JobId((i << 64) | (i * 0x9e37_79b9_7f4a_7c15) as u64 as u128)).collect();
+        let ids: Vec<JobId> =
+            (0..1000u128).map(|i| JobId((i << 64) | (i * 0x9e37_79b9_7f4a_7c15) as u64 as u128)).collect();
         for (n, id) in ids.iter().enumerate() {
             assert!(t.insert(*id, n).is_none());
         }

@@ -9,19 +9,19 @@
 
 pub mod broker;
 pub mod client;
+mod committer;
+pub mod config;
 pub mod engine;
 pub mod error;
-pub mod fork;
 pub mod ffi;
+pub mod fork;
+pub mod gateway;
 pub mod job;
 pub mod job_table;
-mod committer;
 pub mod protocol;
 pub mod store;
-pub mod worker;
-pub mod gateway;
-pub mod config;
 pub mod supervisor;
+pub mod worker;
 
 pub use broker::{Broker, BrokerConfig, BrokerHandle, Endpoints};
 pub use client::Client;

@@ -332,7 +332,8 @@ fn print_bytes(b: &[u8]) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: `zmws start` sends stderr to log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
@@ -376,8 +377,9 @@ fn run(cmd: Cmd) -> Result<ExitCode, Error> {
             Ok(if up { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         Cmd::Supervise(a) => {
-            let restart = RestartPolicy::parse(&a.restart)
-                .ok_or_else(|| Error::InvalidArgument(format!("--restart must be always, on-failure or never (got '{}')", a.restart)))?;
+            let restart = RestartPolicy::parse(&a.restart).ok_or_else(|| {
+                Error::InvalidArgument(format!("--restart must be always, on-failure or never (got '{}')", a.restart))
+            })?;
             let code = supervisor::supervise(SuperviseOptions {
                 name: a.name,
                 pid_file: a.pid_file,
@@ -404,11 +406,12 @@ fn run_client(cmd: Cmd) -> Result<(), Error> {
         }
         Cmd::Call { service, payload, timeout_ms, conn } => {
             let mut c = Client::connect(&conn.broker)?;
-            let r = c.call_with_partials(&service, &payload_arg(payload)?, Duration::from_millis(timeout_ms), &mut |p| {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(p);
-                let _ = err.write_all(b"\n");
-            })?;
+            let r =
+                c.call_with_partials(&service, &payload_arg(payload)?, Duration::from_millis(timeout_ms), &mut |p| {
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(p);
+                    let _ = err.write_all(b"\n");
+                })?;
             print_bytes(&r);
             Ok(())
         }
@@ -441,7 +444,12 @@ fn run_client(cmd: Cmd) -> Result<(), Error> {
             Ok(())
         }
         Cmd::Worker(a) => run_command_worker(a),
-        Cmd::Broker(_) | Cmd::Gateway(_) | Cmd::Start(_) | Cmd::Stop { .. } | Cmd::Status { .. } | Cmd::Supervise(_) => {
+        Cmd::Broker(_)
+        | Cmd::Gateway(_)
+        | Cmd::Start(_)
+        | Cmd::Stop { .. }
+        | Cmd::Status { .. }
+        | Cmd::Supervise(_) => {
             unreachable!("handled in run")
         }
     }
@@ -518,7 +526,10 @@ fn run_broker(a: BrokerArgs) -> Result<(), Error> {
     }
     if let Some(v) = a.spin_us {
         if v > zmws::broker::MAX_SPIN_US {
-            return Err(zmws::Error::InvalidArgument(format!("--spin-us must be at most {}", zmws::broker::MAX_SPIN_US)));
+            return Err(zmws::Error::InvalidArgument(format!(
+                "--spin-us must be at most {}",
+                zmws::broker::MAX_SPIN_US
+            )));
         }
         b.spin_us = v;
     }

@@ -236,7 +236,8 @@ pub fn decode_worker(mut frames: Vec<Frame>) -> Result<WorkerMessage, DecodeErro
         return Err(bad(Some(&peer), "unknown worker protocol header (expected MDPW01 or MDPW02)"));
     };
     rest.remove(0);
-    let command = decode_worker_command(&peer, version, rest).unwrap_or_else(|e| WorkerCommand::Invalid { reason: e.reason });
+    let command =
+        decode_worker_command(&peer, version, rest).unwrap_or_else(|e| WorkerCommand::Invalid { reason: e.reason });
     Ok(WorkerMessage { peer, version, command })
 }
 
@@ -315,7 +316,12 @@ pub enum ReplyKind {
 
 /// Encodes a reply to a client, identity frame first. Returns `None` for a
 /// partial reply to an MDP/0.1 client.
-pub fn encode_client_reply(route: &ClientRoute, service: &[u8], kind: ReplyKind, body: Vec<Frame>) -> Option<Vec<Frame>> {
+pub fn encode_client_reply(
+    route: &ClientRoute,
+    service: &[u8],
+    kind: ReplyKind,
+    body: Vec<Frame>,
+) -> Option<Vec<Frame>> {
     let mut out = Vec::with_capacity(body.len() + 5);
     out.push(route.peer.clone());
     if route.delimiter {
@@ -340,7 +346,13 @@ pub fn encode_client_reply(route: &ClientRoute, service: &[u8], kind: ReplyKind,
 
 /// Encodes a REQUEST to a worker: `address` is the job id; `attempt` is set
 /// only for zmws workers that announced the extension.
-pub fn encode_worker_request(peer: &[u8], version: Version, address: &[u8], attempt: Option<u32>, body: &[&[u8]]) -> Vec<Frame> {
+pub fn encode_worker_request(
+    peer: &[u8],
+    version: Version,
+    address: &[u8],
+    attempt: Option<u32>,
+    body: &[&[u8]],
+) -> Vec<Frame> {
     let mut out = Vec::with_capacity(body.len() + 7);
     out.push(peer.to_vec());
     push_worker_header(&mut out, version);
@@ -589,7 +601,10 @@ mod tests {
         }
         assert!(decode_worker(vec![f("w"), f("MDPW03"), vec![1], f("echo")]).is_err());
         assert_eq!(parse_ready_extension(b"zmws:1 capacity=8"), Some(ReadyExtension { capacity: 8, batch: false }));
-        assert_eq!(parse_ready_extension(b"zmws:1 capacity=16 batch"), Some(ReadyExtension { capacity: 16, batch: true }));
+        assert_eq!(
+            parse_ready_extension(b"zmws:1 capacity=16 batch"),
+            Some(ReadyExtension { capacity: 16, batch: true })
+        );
         assert_eq!(parse_ready_extension(b"other"), None);
     }
 

@@ -202,7 +202,15 @@ const ABSENT: u32 = u32::MAX;
 /// u64-LE time, u32-LE result frame count (or `ABSENT`), u32-LE result length
 /// + bytes, u32-LE failure length (or `ABSENT`) + UTF-8 bytes.
 #[allow(clippy::too_many_arguments)]
-fn encode_finish(out: &mut Vec<u8>, id: JobId, state: JobState, attempts: u32, at_ms: u64, result: Option<&[Frame]>, failure: Option<&str>) {
+fn encode_finish(
+    out: &mut Vec<u8>,
+    id: JobId,
+    state: JobState,
+    attempts: u32,
+    at_ms: u64,
+    result: Option<&[Frame]>,
+    failure: Option<&str>,
+) {
     out.extend_from_slice(&id_bytes(id));
     out.push(state_code(state) as u8);
     out.extend_from_slice(&attempts.to_le_bytes());
@@ -291,7 +299,14 @@ fn decode_finishes(blob: &[u8]) -> impl Iterator<Item = FinishRecord<'_>> + '_ {
         let rlen = r.u32()? as usize;
         let rblob = r.take(rlen)?;
         let failure = r.optional_str()?;
-        Some(FinishRecord { id, state, attempts, at_ms, result: (rframes != ABSENT).then_some((rframes as i64, rblob)), failure })
+        Some(FinishRecord {
+            id,
+            state,
+            attempts,
+            at_ms,
+            result: (rframes != ABSENT).then_some((rframes as i64, rblob)),
+            failure,
+        })
     })
 }
 
@@ -487,9 +502,15 @@ fn bind_new_row(st: &mut rusqlite::CachedStatement<'_>, at: usize, row: &NewRow<
 /// `pending` (not yet written), into the job rows, in order, and empties
 /// `finishes`. With `only`, records of jobs not in it are skipped (their
 /// rows were deleted since).
-fn fold_finishes(tx: &rusqlite::Transaction<'_>, only: Option<&HashSet<JobId, IdHash>>, pending: &[u8]) -> rusqlite::Result<()> {
-    let blobs: Vec<Vec<u8>> =
-        tx.prepare("SELECT records FROM finishes ORDER BY seq")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+fn fold_finishes(
+    tx: &rusqlite::Transaction<'_>,
+    only: Option<&HashSet<JobId, IdHash>>,
+    pending: &[u8],
+) -> rusqlite::Result<()> {
+    let blobs: Vec<Vec<u8>> = tx
+        .prepare("SELECT records FROM finishes ORDER BY seq")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut update = tx.prepare_cached(
         "UPDATE jobs SET state = ?2, rframes = ?3, result = ?4, failure = ?5, finished_ms = ?6,
          payload = x'', nframes = 1, attempts = MAX(attempts, ?7) WHERE id = ?1",
@@ -522,7 +543,8 @@ impl Store {
     /// Opens (creating if needed) `DIR/zmws.db`. A file that is not a zmws
     /// database, is corrupt, or cannot be written is an error naming the file.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join("zmws.db");
         let named = |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", path.display()));
         // NO_MUTEX: the connection is used by one thread at a time (the
@@ -574,7 +596,8 @@ impl Store {
              INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '2');",
         )
         .map_err(named)?;
-        let schema: String = conn.query_row("SELECT v FROM meta WHERE k = 'schema'", [], |r| r.get(0)).map_err(named)?;
+        let schema: String =
+            conn.query_row("SELECT v FROM meta WHERE k = 'schema'", [], |r| r.get(0)).map_err(named)?;
         match schema.as_str() {
             "2" => {}
             // Version 1 had no `finishes` and `inserts` tables (created above): nothing else changed.
@@ -660,8 +683,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             // First the rows of the last commit still packed in `inserts`.
-            let blobs: Vec<Vec<u8>> =
-                tx.prepare("SELECT records FROM inserts ORDER BY seq")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            let blobs: Vec<Vec<u8>> = tx
+                .prepare("SELECT records FROM inserts ORDER BY seq")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
             let mut insert = tx.prepare_cached(&insert_sql(1))?;
             for blob in &blobs {
                 for row in decode_new_rows(blob) {
@@ -777,8 +802,9 @@ impl Store {
             let mut started = tx
                 .prepare_cached("UPDATE jobs SET state = 1, attempts = ?2, started_ms = ?3 WHERE id = ?1")
                 .map_err(&named)?;
-            let mut requeued =
-                tx.prepare_cached("UPDATE jobs SET state = 0, attempts = MAX(attempts, ?2) WHERE id = ?1").map_err(&named)?;
+            let mut requeued = tx
+                .prepare_cached("UPDATE jobs SET state = 0, attempts = MAX(attempts, ?2) WHERE id = ?1")
+                .map_err(&named)?;
             let mut delete = tx.prepare_cached("DELETE FROM jobs WHERE id = ?1").map_err(&named)?;
             let mut service = tx.prepare_cached("INSERT OR IGNORE INTO services (name) VALUES (?1)").map_err(&named)?;
             for (i, op) in ops.iter().enumerate() {
@@ -840,7 +866,15 @@ impl Store {
                         // `finishes`; written into the job's row only if the job
                         // is still kept at the next fold (or at load).
                         self.started.remove(id);
-                        encode_finish(&mut finish_records, *id, *state, *attempts, *at_ms, result.as_deref(), failure.as_deref());
+                        encode_finish(
+                            &mut finish_records,
+                            *id,
+                            *state,
+                            *attempts,
+                            *at_ms,
+                            result.as_deref(),
+                            failure.as_deref(),
+                        );
                         self.finished.insert(*id);
                     }
                     JournalOp::Delete { id } => {
@@ -868,7 +902,9 @@ impl Store {
             }
             // Fold the start rows away now and then: only jobs still running
             // by then cost a row update; the rest finished meanwhile.
-            if self.start_rows >= START_ROWS_PER_FOLD || (self.start_rows > 0 && self.last_fold.elapsed() >= START_FOLD_EVERY) {
+            if self.start_rows >= START_ROWS_PER_FOLD
+                || (self.start_rows > 0 && self.last_fold.elapsed() >= START_FOLD_EVERY)
+            {
                 for (id, &(attempt, at_ms)) in &self.started {
                     started.execute(params![&id_bytes(*id)[..], attempt as i64, at_ms as i64]).map_err(&named)?;
                 }
@@ -939,7 +975,13 @@ mod tests {
         let id = JobId::generate(1_700_000_000_000);
         s.commit(&[
             JournalOp::Service("S".into()),
-            JournalOp::Insert { id, service: "S".into(), payload: vec![b"a".to_vec(), b"bc".to_vec()].into(), created_ms: 5, unique_key: Some("k".into()) },
+            JournalOp::Insert {
+                id,
+                service: "S".into(),
+                payload: vec![b"a".to_vec(), b"bc".to_vec()].into(),
+                created_ms: 5,
+                unique_key: Some("k".into()),
+            },
             JournalOp::Started { id, attempt: 1, at_ms: 6 },
         ])
         .unwrap();
@@ -991,8 +1033,11 @@ mod start_rows {
             st.commit(&[JournalOp::Service("s".into()), ins(a), ins(b), ins(c)]).unwrap();
             flush(&mut st);
             // Started in later batches: packed into start rows, not the job rows.
-            st.commit(&[JournalOp::Started { id: a, attempt: 1, at_ms: 5 }, JournalOp::Started { id: b, attempt: 1, at_ms: 5 }])
-                .unwrap();
+            st.commit(&[
+                JournalOp::Started { id: a, attempt: 1, at_ms: 5 },
+                JournalOp::Started { id: b, attempt: 1, at_ms: 5 },
+            ])
+            .unwrap();
             st.commit(&[JournalOp::Finished {
                 id: b,
                 state: JobState::Complete,
@@ -1002,7 +1047,11 @@ mod start_rows {
                 attempts: 1,
             }])
             .unwrap();
-            st.commit(&[JournalOp::Started { id: c, attempt: 2, at_ms: 7 }, JournalOp::Requeued { id: c, attempts: 2 }]).unwrap();
+            st.commit(&[
+                JournalOp::Started { id: c, attempt: 2, at_ms: 7 },
+                JournalOp::Requeued { id: c, attempts: 2 },
+            ])
+            .unwrap();
             let rows: i64 = st.conn.query_row("SELECT COUNT(*) FROM starts", [], |r| r.get(0)).unwrap();
             assert_eq!(rows, 2);
             // dropped without any further write: a crash
@@ -1025,8 +1074,12 @@ mod start_rows {
         }
         let rows: i64 = st.conn.query_row("SELECT COUNT(*) FROM starts", [], |r| r.get(0)).unwrap();
         assert!(rows < START_ROWS_PER_FOLD as i64, "folded: {rows} rows left");
-        let (state, attempts): (i64, i64) =
-            st.conn.query_row("SELECT state, attempts FROM jobs WHERE id = ?1", params![&id_bytes(d)[..]], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let (state, attempts): (i64, i64) = st
+            .conn
+            .query_row("SELECT state, attempts FROM jobs WHERE id = ?1", params![&id_bytes(d)[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
         assert_eq!((state, attempts), (1, 1));
         drop(st);
         let _ = std::fs::remove_dir_all(&dir);
@@ -1182,11 +1235,21 @@ mod carried_rows {
         // The next commit writes them, with its own changes folded in.
         st.commit(&[
             JournalOp::Started { id: a, attempt: 1, at_ms: 5 },
-            JournalOp::Finished { id: a, state: JobState::Complete, result: Some(vec![b"r".to_vec()]), failure: None, at_ms: 6, attempts: 1 },
+            JournalOp::Finished {
+                id: a,
+                state: JobState::Complete,
+                result: Some(vec![b"r".to_vec()]),
+                failure: None,
+                at_ms: 6,
+                attempts: 1,
+            },
             JournalOp::Delete { id: b },
         ])
         .unwrap();
-        assert_eq!((count(&st, "jobs"), count(&st, "inserts"), count(&st, "finishes"), count(&st, "starts")), (2, 0, 0, 0));
+        assert_eq!(
+            (count(&st, "jobs"), count(&st, "inserts"), count(&st, "finishes"), count(&st, "starts")),
+            (2, 0, 0, 0)
+        );
         drop(st);
         let mut st = Store::open(&dir).unwrap();
         let loaded = st.load().unwrap();
@@ -1249,13 +1312,26 @@ mod carried_rows {
             emptied: true,
         };
         encode_new_row(&mut blob, &row);
-        encode_new_row(&mut blob, &NewRow { id: JobId(43), result: None, failure: None, unique_key: Some("k"), emptied: false, ..row });
+        encode_new_row(
+            &mut blob,
+            &NewRow { id: JobId(43), result: None, failure: None, unique_key: Some("k"), emptied: false, ..row },
+        );
         let rows = decode_new_rows(&blob);
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].id, rows[0].state, rows[0].attempts, rows[0].finished_ms, rows[0].emptied), (JobId(42), 2, 3, 6, true));
-        assert_eq!((rows[0].payload.1.len(), rows[0].service, rows[0].failure), (0, "svc", Some("é")), "an emptied payload is not kept");
+        assert_eq!(
+            (rows[0].id, rows[0].state, rows[0].attempts, rows[0].finished_ms, rows[0].emptied),
+            (JobId(42), 2, 3, 6, true)
+        );
+        assert_eq!(
+            (rows[0].payload.1.len(), rows[0].service, rows[0].failure),
+            (0, "svc", Some("é")),
+            "an emptied payload is not kept"
+        );
         assert_eq!(rows[0].result.as_ref().map(|(n, b)| (*n, b.to_vec())), Some((1, b"x".to_vec())));
-        assert_eq!((rows[1].id, rows[1].payload.0, rows[1].payload.1.len(), rows[1].unique_key), (JobId(43), 2, 10, Some("k")));
+        assert_eq!(
+            (rows[1].id, rows[1].payload.0, rows[1].payload.1.len(), rows[1].unique_key),
+            (JobId(43), 2, 10, Some("k"))
+        );
         assert!(rows[1].result.is_none());
         for cut in 1..blob.len() {
             assert!(decode_new_rows(&blob[..cut]).len() <= 1, "a record cut at {cut} bytes must not decode");
@@ -1277,8 +1353,21 @@ mod speed {
         let mut st = Store::open(&dir).unwrap();
         let n = 100_000u128;
         let ids: Vec<JobId> = (0..n).map(|i| JobId((1u128 << 100) + i * 7919)).collect();
-        let ins = |id: JobId| JournalOp::Insert { id, service: "bench".into(), payload: vec![vec![7u8; 100]].into(), created_ms: 1, unique_key: None };
-        let fin = |id: JobId| JournalOp::Finished { id, state: JobState::Complete, result: Some(vec![vec![8u8; 100]]), failure: None, at_ms: 2, attempts: 1 };
+        let ins = |id: JobId| JournalOp::Insert {
+            id,
+            service: "bench".into(),
+            payload: vec![vec![7u8; 100]].into(),
+            created_ms: 1,
+            unique_key: None,
+        };
+        let fin = |id: JobId| JournalOp::Finished {
+            id,
+            state: JobState::Complete,
+            result: Some(vec![vec![8u8; 100]]),
+            failure: None,
+            at_ms: 2,
+            attempts: 1,
+        };
         let start = |id: JobId| JournalOp::Started { id, attempt: 1, at_ms: 2 };
         let time = |st: &mut Store, what: &str, batches: Vec<Vec<JournalOp>>| {
             let t = std::time::Instant::now();
@@ -1287,18 +1376,31 @@ mod speed {
             }
             eprintln!("{what}: {:.2} µs per job", t.elapsed().as_secs_f64() * 1e6 / n as f64);
         };
-        time(&mut st, "insert only (batches of 10,000)", ids.chunks(10_000).map(|c| c.iter().map(|&i| ins(i)).collect()).collect());
+        time(
+            &mut st,
+            "insert only (batches of 10,000)",
+            ids.chunks(10_000).map(|c| c.iter().map(|&i| ins(i)).collect()).collect(),
+        );
         time(&mut st, "start update", ids.chunks(10_000).map(|c| c.iter().map(|&i| start(i)).collect()).collect());
         time(&mut st, "finish update", ids.chunks(10_000).map(|c| c.iter().map(|&i| fin(i)).collect()).collect());
-        time(&mut st, "delete", ids.chunks(10_000).map(|c| c.iter().map(|&i| JournalOp::Delete { id: i }).collect()).collect());
-        time(&mut st, "insert+start+finish folded", ids.chunks(10_000).map(|c| c.iter().flat_map(|&i| [ins(i), start(i), fin(i)]).collect()).collect());
+        time(
+            &mut st,
+            "delete",
+            ids.chunks(10_000).map(|c| c.iter().map(|&i| JournalOp::Delete { id: i }).collect()).collect(),
+        );
+        time(
+            &mut st,
+            "insert+start+finish folded",
+            ids.chunks(10_000).map(|c| c.iter().flat_map(|&i| [ins(i), start(i), fin(i)]).collect()).collect(),
+        );
         // As in pipe_w4_cap256 --persist: every commit inserts a group of
         // new jobs and starts and finishes the group of the commit before.
         let later: Vec<JobId> = (0..n).map(|i| JobId((2u128 << 100) + i * 7919)).collect();
         let groups: Vec<&[JobId]> = later.chunks(2_000).collect();
         let batches = (0..=groups.len())
             .map(|g| {
-                let mut b: Vec<JournalOp> = groups.get(g).map(|c| c.iter().map(|&i| ins(i)).collect()).unwrap_or_default();
+                let mut b: Vec<JournalOp> =
+                    groups.get(g).map(|c| c.iter().map(|&i| ins(i)).collect()).unwrap_or_default();
                 if g > 0 {
                     b.extend(groups[g - 1].iter().flat_map(|&i| [start(i), fin(i)]));
                 }

@@ -466,7 +466,8 @@ pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) ->
                     let taken = endpoints_in_use(cfg);
                     let mut child = spawn_detached(&spec)?;
                     let pid = child.id();
-                    write_pid(&spec.pid_file, pid).map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
+                    write_pid(&spec.pid_file, pid)
+                        .map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
                     let _ = writeln!(out, "started {} (PID {pid}), log {}", spec.name, spec.log_file.display());
                     match wait_broker_ready(cfg, &mut child, &spec, &taken, timeout, out) {
                         BrokerStart::Ready => {}
@@ -495,7 +496,8 @@ pub fn start(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) ->
             }
             let child = spawn_detached(spec)?;
             let pid = child.id();
-            write_pid(&spec.pid_file, pid).map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
+            write_pid(&spec.pid_file, pid)
+                .map_err(|e| io_err(format!("cannot write {}", spec.pid_file.display()), e))?;
             let _ = writeln!(out, "started {} (PID {pid}): {}", spec.name, shell_words(&spec.command));
             started.push((spec.clone(), child));
         }
@@ -537,14 +539,27 @@ fn endpoints_in_use(cfg: &Config) -> Vec<String> {
 
 /// Waits until the broker just started answers (not trusting endpoints that
 /// were `taken` before it started), exits, or `timeout` passes.
-fn wait_broker_ready(cfg: &Config, child: &mut Child, spec: &ProcSpec, taken: &[String], timeout: Duration, out: &mut dyn Write) -> BrokerStart {
+fn wait_broker_ready(
+    cfg: &Config,
+    child: &mut Child,
+    spec: &ProcSpec,
+    taken: &[String],
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> BrokerStart {
     let deadline = Instant::now() + timeout;
     let http = cfg.http.enabled.then(|| crate::config::parse_listen(&cfg.http.endpoint).ok()).flatten();
     let mut zmq_ok = false;
     let mut c = None;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let _ = writeln!(out, "{} exited at once ({}); last lines of {}:", spec.name, describe(status), spec.log_file.display());
+            let _ = writeln!(
+                out,
+                "{} exited at once ({}); last lines of {}:",
+                spec.name,
+                describe(status),
+                spec.log_file.display()
+            );
             for l in last_lines(&spec.log_file, 8) {
                 let _ = writeln!(out, "    {l}");
             }
@@ -617,7 +632,13 @@ fn registered_count(listed: &[WorkerInfo], want: &BTreeMap<Option<String>, usize
     want.iter().map(|(service, n)| live.get(service).copied().unwrap_or(0).min(*n)).sum()
 }
 
-fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], specs: &[ProcSpec], timeout: Duration, out: &mut dyn Write) -> bool {
+fn wait_workers_ready(
+    cfg: &Config,
+    started: &mut [(ProcSpec, Child)],
+    specs: &[ProcSpec],
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> bool {
     let deadline = Instant::now() + timeout;
     let want = expected_per_service(specs);
     let expected = specs.len();
@@ -635,7 +656,13 @@ fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], specs: &[
         }
         if !dead.is_empty() {
             for (spec, status) in dead {
-                let _ = writeln!(out, "{} exited at once ({}); see {}", spec.name, describe(status), spec.log_file.display());
+                let _ = writeln!(
+                    out,
+                    "{} exited at once ({}); see {}",
+                    spec.name,
+                    describe(status),
+                    spec.log_file.display()
+                );
                 let _ = fs::remove_file(&spec.pid_file);
             }
             return false;
@@ -650,7 +677,11 @@ fn wait_workers_ready(cfg: &Config, started: &mut [(ProcSpec, Child)], specs: &[
         if Instant::now() >= deadline {
             let logs = cfg.process.log_dir.display();
             if c.is_none() || live == 0 && broker_workers(cfg, Duration::from_millis(300)).is_none() {
-                let _ = writeln!(out, "warning: the broker at {} did not answer; workers will connect when it runs", cfg.client_endpoint());
+                let _ = writeln!(
+                    out,
+                    "warning: the broker at {} did not answer; workers will connect when it runs",
+                    cfg.client_endpoint()
+                );
             } else {
                 let _ = writeln!(
                     out,
@@ -802,7 +833,8 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
             let (pid, state, mut detail) = describe_pid(&spec.pid_file, Kind::Broker, &cfg.path);
             all_up &= state == "up";
             if state == "up" {
-                let answered = client(cfg, Duration::from_millis(1000)).map(|mut c| c.services_json().is_ok()).unwrap_or(false);
+                let answered =
+                    client(cfg, Duration::from_millis(1000)).map(|mut c| c.services_json().is_ok()).unwrap_or(false);
                 detail = format!(
                     "clients {}{}{}",
                     cfg.client_endpoint(),
@@ -839,7 +871,12 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
         }
         // Leftovers run but are not expected: they do not change the exit status.
         for (name, _, pid) in leftover_workers(cfg) {
-            rows.push([name, pid.to_string(), "up".into(), "not in the configuration any more (zmws stop ends it)".into()]);
+            rows.push([
+                name,
+                pid.to_string(),
+                "up".into(),
+                "not in the configuration any more (zmws stop ends it)".into(),
+            ]);
         }
         if listed.is_none() && !specs.is_empty() {
             note = Some(format!("the broker at {} did not answer: jobs done unknown", cfg.client_endpoint()));
@@ -1076,7 +1113,8 @@ mod tests {
 
     #[test]
     fn options_are_found_before_the_command() {
-        let args: Vec<String> = ["zmws", "supervise", "--pid-file", "/r/a.pid", "--", "x", "--pid-file=/r/b.pid"].map(String::from).into();
+        let args: Vec<String> =
+            ["zmws", "supervise", "--pid-file", "/r/a.pid", "--", "x", "--pid-file=/r/b.pid"].map(String::from).into();
         assert_eq!(option_value(&args, &["--pid-file"]), Some("/r/a.pid"));
         let args: Vec<String> = ["zmws", "broker", "--config=/c.toml"].map(String::from).into();
         assert_eq!(option_value(&args, &["--config", "-c"]), Some("/c.toml"));

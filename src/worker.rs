@@ -174,9 +174,7 @@ impl Worker {
         probe.set_linger(0)?;
         probe.set_handshake_ivl(100)?;
         for ep in &config.endpoints {
-            probe
-                .connect(ep)
-                .map_err(|e| Error::InvalidArgument(format!("cannot connect to '{ep}': {e}")))?;
+            probe.connect(ep).map_err(|e| Error::InvalidArgument(format!("cannot connect to '{ep}': {e}")))?;
             let _ = probe.disconnect(ep);
         }
         drop(probe);
@@ -313,10 +311,7 @@ impl Worker {
                 MutexGuard::unlocked_fair(&mut conn, || {});
                 continue;
             }
-            let wait = deadline
-                .min(conn.next_deadline())
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(50));
+            let wait = deadline.min(conn.next_deadline()).saturating_duration_since(now).min(Duration::from_millis(50));
             // Round up: a 0 ms poll on a sub-millisecond wait would spin.
             let wait_ms = (wait.as_micros() as i64 + 999) / 1000;
             let (broker_ready, woken) = match conn.poll(wait_ms) {
@@ -748,11 +743,18 @@ impl Connection {
         }
         // Settled: answers for FAILBACK_SETTLE, the latest probe included
         // (none is waiting for its answer).
-        let settled = self.probe.is_none() && self.first_up_since.is_some_and(|t| now.duration_since(t) >= FAILBACK_SETTLE);
-        let between_jobs = self.held.is_empty() && self.pending.is_empty() && self.outbox_jobs == 0 && now >= self.move_after;
+        let settled =
+            self.probe.is_none() && self.first_up_since.is_some_and(|t| now.duration_since(t) >= FAILBACK_SETTLE);
+        let between_jobs =
+            self.held.is_empty() && self.pending.is_empty() && self.outbox_jobs == 0 && now >= self.move_after;
         if settled && between_jobs {
             if let Some(s) = &self.socket {
-                if s.send_multipart(worker_frames(W_DISCONNECT_V2, vec![protocol::DISCONNECT_MOVING.to_vec()]), zmq::DONTWAIT).is_ok() {
+                if s.send_multipart(
+                    worker_frames(W_DISCONNECT_V2, vec![protocol::DISCONNECT_MOVING.to_vec()]),
+                    zmq::DONTWAIT,
+                )
+                .is_ok()
+                {
                     self.move_asked = Some(now);
                 }
             }
@@ -826,11 +828,16 @@ impl Connection {
                     };
                     for (id, attempt, payload) in jobs {
                         self.hold(id, true);
-                        let id = std::str::from_utf8(id).map(str::to_owned).unwrap_or_else(|_| String::from_utf8_lossy(id).into_owned());
+                        let id = std::str::from_utf8(id)
+                            .map(str::to_owned)
+                            .unwrap_or_else(|_| String::from_utf8_lossy(id).into_owned());
                         self.pending.push_back(Job { id, attempt, payload: payload.to_vec() });
                     }
                 }
-                W_DISCONNECT_V2 if self.move_asked.is_some() && frames.get(2).is_none_or(|f| &f[..] != protocol::DISCONNECT_STOPPING) => {
+                W_DISCONNECT_V2
+                    if self.move_asked.is_some()
+                        && frames.get(2).is_none_or(|f| &f[..] != protocol::DISCONNECT_STOPPING) =>
+                {
                     // "moved", or a plain DISCONNECT from a broker without
                     // the extension (it took ours as final and then answered
                     // a heartbeat from a worker it no longer knows).
@@ -885,7 +892,9 @@ impl Connection {
             Some(id) => {
                 self.held.insert(id, Held { generation: self.generation, batched });
             }
-            None => tracing::warn!(id = %String::from_utf8_lossy(id), "job with an id that is not 32 hex digits: it cannot be answered"),
+            None => {
+                tracing::warn!(id = %String::from_utf8_lossy(id), "job with an id that is not 32 hex digits: it cannot be answered")
+            }
         }
     }
 
@@ -919,7 +928,12 @@ impl Connection {
             outcome::COMPLETE => worker_frames(W_HEARTBEAT_OR_FINAL, vec![id.to_vec(), Vec::new(), data.to_vec()]),
             k => worker_frames(
                 W_FAIL,
-                vec![id.to_vec(), Vec::new(), if k == outcome::FAIL_RETRYABLE { b"1".to_vec() } else { b"0".to_vec() }, data.to_vec()],
+                vec![
+                    id.to_vec(),
+                    Vec::new(),
+                    if k == outcome::FAIL_RETRYABLE { b"1".to_vec() } else { b"0".to_vec() },
+                    data.to_vec(),
+                ],
             ),
         };
         self.send(msg);

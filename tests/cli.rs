@@ -44,7 +44,17 @@ fn zmws_binary_broker_worker_call_submit_status_and_sigterm() {
     let news_ep = format!("tcp://127.0.0.1:{pn}");
     let hb = "200";
     let broker = Command::new(zmws_bin())
-        .args(["--log-level", "warn", "broker", "--no-http", "--no-persist", "--client-endpoint", &client_ep, "--worker-endpoint", &worker_ep])
+        .args([
+            "--log-level",
+            "warn",
+            "broker",
+            "--no-http",
+            "--no-persist",
+            "--client-endpoint",
+            &client_ep,
+            "--worker-endpoint",
+            &worker_ep,
+        ])
         .args(["--news-endpoint", &news_ep, "--heartbeat-ms", hb, "--liveness", "3"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -55,7 +55,8 @@ fn start_status_restart_stale_pids_and_stop() {
     assert_eq!((r.status, r.text().as_str()), (200, "dlrow ,olleH"));
     let st = inst.zmws(&["status"]);
     assert_eq!(st.code, Some(0), "{}", st.text());
-    let line = |name: &str| st.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or("").to_string();
+    let line =
+        |name: &str| st.stdout.lines().find(|l| l.split_whitespace().next() == Some(name)).unwrap_or("").to_string();
     assert!(line("broker").contains(&broker_pid.to_string()) && line("broker").contains(" up "), "{}", st.stdout);
     assert!(line("rev").contains("service STR-REV, 1 live (0 busy), 1 job(s) done"), "{}", st.stdout);
     assert!(line("nap").contains("service SLEEP"), "{}", st.stdout);
@@ -80,7 +81,11 @@ fn start_status_restart_stale_pids_and_stop() {
     eventually("nap gone", LONG, || (!alive(nap_pid) && group_members(nap_pid).is_empty()).then_some(()));
     let st = inst.zmws(&["status", "--workers"]);
     assert_eq!(st.code, Some(3), "{}", st.text());
-    assert!(st.stdout.contains("stale pid file") && st.stdout.contains(&format!("PID {nap_pid} is not running")), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("stale pid file") && st.stdout.contains(&format!("PID {nap_pid} is not running")),
+        "{}",
+        st.stdout
+    );
     let out = inst.zmws(&["start", "--workers"]);
     assert!(out.ok(), "{}", out.text());
     assert!(out.stdout.contains("removing stale pid file"), "{}", out.text());
@@ -116,7 +121,11 @@ fn config_errors_name_the_line() {
     let cases = [
         ("[broker]\nheartbeat_ms = 1000\nheartbeet_ms = 5\n", 3, "unknown field"),
         ("[http]\nendpoint = \"127.0.0.1:5580\"\nmax_body_bytes = -1\n", 3, ""),
-        ("[[worker]]\nname = \"a\"\ncommand = [\"x\"]\n\n[[worker]]\nname = \"a\"\ncommand = [\"y\"]\n", 6, "used twice"),
+        (
+            "[[worker]]\nname = \"a\"\ncommand = [\"x\"]\n\n[[worker]]\nname = \"a\"\ncommand = [\"y\"]\n",
+            6,
+            "used twice",
+        ),
         ("[[worker]]\nname = \"w\"\ncommand = []\n", 3, "command"),
         ("[broker]\nclient_endpoint = \"tcp://127.0.0.1\"\n", 2, "port"),
         ("[broker\n", 1, ""),
@@ -125,7 +134,8 @@ fn config_errors_name_the_line() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
         for cmd in ["start", "stop", "status"] {
-            let out = run_bounded(Command::new(ZMWS).args([cmd, "-c"]).arg(&path).current_dir(&dir), Duration::from_secs(30));
+            let out =
+                run_bounded(Command::new(ZMWS).args([cmd, "-c"]).arg(&path).current_dir(&dir), Duration::from_secs(30));
             assert!(!out.ok(), "{cmd} accepted {text:?}");
             let want = format!("bad{i}.toml:{line}:");
             assert!(out.stderr.contains(&want), "{cmd}: expected {want} in {}", out.stderr);
@@ -266,7 +276,10 @@ fn other_programs_pid_files_are_left_alone() {
     let sleeper = spawn_guarded(Command::new("sleep").arg("300"));
     let other_pid_file = inst.dir.join("elsewhere.pid");
     let other_sup = spawn_guarded(
-        Command::new(ZMWS).args(["supervise", "--name", "x", "--pid-file"]).arg(&other_pid_file).args(["--", "sleep", "300"]),
+        Command::new(ZMWS)
+            .args(["supervise", "--name", "x", "--pid-file"])
+            .arg(&other_pid_file)
+            .args(["--", "sleep", "300"]),
     );
     // A supervisor of another installation sharing this run_dir: its pid
     // file is in our run_dir, but it names another configuration.
@@ -340,7 +353,8 @@ fn a_killed_supervisor_takes_its_worker_along() {
     assert!(out.stdout.contains("started rev.1"), "{}", out.text());
     eventually("exactly 2 STR-REV workers", LONG, || {
         let st = inst.zmws(&["status", "--workers"]);
-        (st.code == Some(0) && st.stdout.lines().filter(|l| l.contains("service STR-REV, 2 live")).count() == 2).then_some(())
+        (st.code == Some(0) && st.stdout.lines().filter(|l| l.contains("service STR-REV, 2 live")).count() == 2)
+            .then_some(())
     });
     inst.stop();
     assert!(!alive(child), "the orphan outlived zmws stop");
@@ -372,13 +386,20 @@ fn stop_grace_ms_reaches_the_worker() {
     // Stop grace in the file: 1500 ms; each job takes 3 s.
     let inst = Install::new("grace", |p, _| {
         let mut c = Install::base_config(p, "", "");
-        c.push_str(&Install::worker_entry("slow", "SLOW", 1, 1, &["sh", "-c", "cat >/dev/null; sleep 3; printf slow-done"]));
+        c.push_str(&Install::worker_entry(
+            "slow",
+            "SLOW",
+            1,
+            1,
+            &["sh", "-c", "cat >/dev/null; sleep 3; printf slow-done"],
+        ));
         c
     });
     inst.start();
     let busy = || {
         let r = inst.http.get("/SERVER-WORKERS");
-        (r.status == 200 && r.json().as_array()?.iter().any(|w| w["service"] == "SLOW" && w["state"] == "busy")).then_some(())
+        (r.status == 200 && r.json().as_array()?.iter().any(|w| w["service"] == "SLOW" && w["state"] == "busy"))
+            .then_some(())
     };
 
     // A longer grace than the file's: the job finishes and is answered.

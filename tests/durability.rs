@@ -28,7 +28,19 @@ fn start_broker(dir: &Path) -> BrokerProc {
     let client = format!("tcp://127.0.0.1:{c}");
     let worker = format!("tcp://127.0.0.1:{w}");
     let child = Command::new(env!("CARGO_BIN_EXE_zmws"))
-        .args(["--log-level", "warn", "broker", "--no-news", "--no-http", "--heartbeat-ms", "200", "--client-endpoint", &client, "--worker-endpoint", &worker])
+        .args([
+            "--log-level",
+            "warn",
+            "broker",
+            "--no-news",
+            "--no-http",
+            "--heartbeat-ms",
+            "200",
+            "--client-endpoint",
+            &client,
+            "--worker-endpoint",
+            &worker,
+        ])
         .arg("--data-dir")
         .arg(dir)
         .stdout(Stdio::null())
@@ -168,7 +180,15 @@ fn corrupt_store_stops_the_broker_with_the_file_name() {
     std::fs::write(dir.join("zmws.db"), vec![0x42u8; 16384]).unwrap();
     let (c, w) = (free_port(), free_port());
     let out = Command::new(env!("CARGO_BIN_EXE_zmws"))
-        .args(["broker", "--no-news", "--no-http", "--client-endpoint", &format!("tcp://127.0.0.1:{c}"), "--worker-endpoint", &format!("tcp://127.0.0.1:{w}")])
+        .args([
+            "broker",
+            "--no-news",
+            "--no-http",
+            "--client-endpoint",
+            &format!("tcp://127.0.0.1:{c}"),
+            "--worker-endpoint",
+            &format!("tcp://127.0.0.1:{w}"),
+        ])
         .arg("--data-dir")
         .arg(&dir)
         .output()
@@ -236,7 +256,9 @@ fn full_disk_refuses_new_jobs_and_keeps_serving() {
                     assert_eq!(r, b"ok");
                     break;
                 }
-                Err(zmws::Error::Pending(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(zmws::Error::Pending(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 Err(e) => panic!("accepted job {id}: {e}"),
             }
         }

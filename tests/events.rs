@@ -22,7 +22,9 @@ fn events_follow_a_job_through_its_states() {
     // The subscription travels asynchronously: submit until events show up.
     let mut seen = Vec::new();
     let mut job_id = String::new();
-    while Instant::now() < deadline && !seen.iter().any(|e: &serde_json::Value| e["event"] == "completed" && e["job_id"] == job_id.as_str()) {
+    while Instant::now() < deadline
+        && !seen.iter().any(|e: &serde_json::Value| e["event"] == "completed" && e["job_id"] == job_id.as_str())
+    {
         if seen.is_empty() {
             job_id = client.submit("EVT", b"x").unwrap().to_string();
             if let Some(job) = worker.next_job(Duration::from_secs(5)).unwrap() {
@@ -37,7 +39,8 @@ fn events_follow_a_job_through_its_states() {
             seen.clear();
         }
     }
-    let kinds: Vec<&str> = seen.iter().filter(|e| e["job_id"] == job_id.as_str()).map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        seen.iter().filter(|e| e["job_id"] == job_id.as_str()).map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds, vec!["queued", "started", "completed"], "events: {seen:?}");
     drop(worker);
     broker.stop().unwrap();

@@ -140,7 +140,11 @@ fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
     let mut worker_back = false;
     let mut calls = 0;
     loop {
-        assert!(back.elapsed() < Duration::from_secs(20), "client on {}, worker back: {worker_back}", client.endpoint());
+        assert!(
+            back.elapsed() < Duration::from_secs(20),
+            "client on {}, worker back: {worker_back}",
+            client.endpoint()
+        );
         // Every call is answered, wherever the worker is at that moment.
         assert_eq!(client.call("BACK", b"x", Duration::from_secs(5)).unwrap(), b"X");
         assert!(client.submit("BACK", b"async").is_ok());
@@ -156,7 +160,11 @@ fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(calls > 10, "the worker moved back only after a settling time ({calls} calls)");
-    assert_eq!(String::from_utf8(client.result(&on_b_job.to_string()).unwrap()).unwrap(), "KEPT AT B", "looked up at the broker that has it");
+    assert_eq!(
+        String::from_utf8(client.result(&on_b_job.to_string()).unwrap()).unwrap(),
+        "KEPT AT B",
+        "looked up at the broker that has it"
+    );
     assert_eq!(client.status(&on_b_job.to_string()).unwrap().state, zmws::JobState::Complete);
     assert_eq!(client.endpoint(), a_client, "and the client stays on its broker");
     assert_eq!(on_a.call("BACK", b"on a", Duration::from_secs(5)).unwrap(), b"ON A");
@@ -188,7 +196,8 @@ fn workers_and_clients_move_back_to_the_first_broker_when_it_returns() {
 /// broker's 404, quickly, even when a later broker of the list is down.
 #[test]
 fn an_unknown_service_is_refused_quickly_when_a_later_broker_is_down() {
-    let broker = Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
+    let broker =
+        Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
     let ep = broker.endpoints().clone();
     let mut client = Client::connect(&format!("{},{}", ep.client, dead_endpoint())).unwrap();
     let started = std::time::Instant::now();
@@ -211,7 +220,8 @@ fn an_unknown_service_is_refused_quickly_when_a_later_broker_is_down() {
 /// workers left) would queue it for nobody.
 #[test]
 fn a_refused_job_is_not_offered_to_a_broker_without_live_workers() {
-    let cfg = || BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral().heartbeat(Duration::from_millis(100)) };
+    let cfg =
+        || BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral().heartbeat(Duration::from_millis(100)) };
     let first = Broker::bind(cfg()).unwrap().start().unwrap();
     let second = Broker::bind(cfg()).unwrap().start().unwrap();
     let (a, b) = (first.endpoints().clone(), second.endpoints().clone());
@@ -245,7 +255,8 @@ fn a_refused_job_is_not_offered_to_a_broker_without_live_workers() {
 /// a new client per command).
 #[test]
 fn a_new_client_starts_on_a_live_broker_when_the_first_is_down() {
-    let broker = Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
+    let broker =
+        Broker::bind(BrokerConfig { news_endpoint: None, ..BrokerConfig::ephemeral() }).unwrap().start().unwrap();
     let ep = broker.endpoints().clone();
     let started = std::time::Instant::now();
     let mut client = Client::connect(&format!("{},{}", dead_endpoint(), ep.client)).unwrap();

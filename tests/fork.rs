@@ -13,7 +13,13 @@ use zmws::{Broker, Client, Error, Worker};
 
 /// In the child: checks every inherited handle, drops them, and exits with
 /// the number of failed checks (printed to stderr).
-fn child(client: &mut Client, idle_worker: Worker, running: &Arc<Worker>, broker: zmws::BrokerHandle, client_ep: &str) -> ! {
+fn child(
+    client: &mut Client,
+    idle_worker: Worker,
+    running: &Arc<Worker>,
+    broker: zmws::BrokerHandle,
+    client_ep: &str,
+) -> ! {
     let mut failures: Vec<String> = Vec::new();
     let mut expect_fork_error = |what: &str, r: zmws::Result<()>| match r {
         Err(Error::Closed(m)) if m.contains("fork") && m.contains(what) => {}

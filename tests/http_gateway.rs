@@ -42,7 +42,8 @@ fn raw_get(base: &str, target: &str, extra_headers: &str) -> (u16, String) {
     let mut reply = Vec::new();
     s.read_to_end(&mut reply).expect("read");
     let text = String::from_utf8_lossy(&reply).into_owned();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status line: {text:.200}"));
+    let status =
+        text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status line: {text:.200}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
@@ -155,7 +156,9 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     assert_eq!(r.status, 405);
     assert!(!r.error().is_empty());
     assert_eq!(r.header("allow"), Some("GET,POST"));
-    for (path, allow) in [("/healthz", "GET,HEAD"), ("/metrics", "GET,HEAD"), (&*format!("/jobs/{done_id}"), "GET,HEAD,DELETE")] {
+    for (path, allow) in
+        [("/healthz", "GET,HEAD"), ("/metrics", "GET,HEAD"), (&*format!("/jobs/{done_id}"), "GET,HEAD,DELETE")]
+    {
         let r = http.put(path);
         assert_eq!((r.status, r.header("allow")), (405, Some(allow)), "{path}");
         assert!(!r.error().is_empty(), "{path}");
@@ -230,7 +233,10 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     assert_eq!(http.get(&format!("/jobs/{slow_id}")).json()["state"], "cancelled");
     // Cancel is idempotent: cancelling a cancelled job answers 200 again.
     let r = http.delete(&format!("/jobs/{slow_id}"));
-    assert_eq!((r.status, r.json()["state"].clone(), r.json()["job_id"].clone()), (200, json!("cancelled"), json!(slow_id)));
+    assert_eq!(
+        (r.status, r.json()["state"].clone(), r.json()["job_id"].clone()),
+        (200, json!("cancelled"), json!(slow_id))
+    );
     assert_eq!(http.get(&format!("/jobs/{slow_id}/result")).status, 410);
     let r = http.delete(&format!("/jobs/{done_id}"));
     assert_eq!(r.status, 409, "{}", r.text());
@@ -340,7 +346,14 @@ fn bearer_token_queue_full_and_stop_during_a_job() {
 
     // /healthz is open; everything else needs the token.
     assert_eq!(anon.get("/healthz").status, 200);
-    for path in ["/SERVER-WORKERS", "/metrics", "/HOLD", "/SYNC-HOLD", "/jobs/0123456789abcdef0123456789abcdef", "/nowhere/at/all"] {
+    for path in [
+        "/SERVER-WORKERS",
+        "/metrics",
+        "/HOLD",
+        "/SYNC-HOLD",
+        "/jobs/0123456789abcdef0123456789abcdef",
+        "/nowhere/at/all",
+    ] {
         let r = anon.get(path);
         assert_eq!(r.status, 401, "{path}");
         assert!(r.header("www-authenticate").unwrap_or("").starts_with("Bearer"), "{path}");
@@ -378,7 +391,9 @@ fn bearer_token_queue_full_and_stop_during_a_job() {
     assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
 
     // Everything is down now: status says so (LSB exit code 3).
-    let out =
-        gateway::run_bounded(std::process::Command::new(gateway::ZMWS).args(["status", "-c"]).arg(&inst.config), Duration::from_secs(30));
+    let out = gateway::run_bounded(
+        std::process::Command::new(gateway::ZMWS).args(["status", "-c"]).arg(&inst.config),
+        Duration::from_secs(30),
+    );
     assert_eq!(out.code, Some(3), "{}", out.text());
 }

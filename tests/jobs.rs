@@ -60,7 +60,11 @@ fn sync_call_and_async_submit_status_result() {
     assert!(matches!(c.result(unknown), Err(Error::NotFound(_))));
     // Not a job id at all: a bad argument, not an unknown job.
     for malformed in ["nothex", "0123456789abcdef", "0123456789abcdef0123456789abcdeg"] {
-        assert!(matches!(c.status(malformed), Err(Error::InvalidArgument(_))), "{malformed}: {:?}", c.status(malformed));
+        assert!(
+            matches!(c.status(malformed), Err(Error::InvalidArgument(_))),
+            "{malformed}: {:?}",
+            c.status(malformed)
+        );
         assert!(matches!(c.result(malformed), Err(Error::InvalidArgument(_))), "{malformed}");
         assert!(matches!(c.cancel(malformed), Err(Error::InvalidArgument(_))), "{malformed}");
     }

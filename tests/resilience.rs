@@ -699,8 +699,7 @@ fn programs_started_beside_open_sockets_inherit_none_of_them() {
         .expect("sh runs");
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(listing.lines().count() >= 2, "no fd listing from the child: {listing:?}");
-    let inherited: Vec<&str> =
-        listing.lines().filter(|l| l.contains("socket:") || l.contains("anon_inode:")).collect();
+    let inherited: Vec<&str> = listing.lines().filter(|l| l.contains("socket:") || l.contains("anon_inode:")).collect();
     assert!(inherited.is_empty(), "the child inherited libzmq descriptors: {inherited:?}\nall: {listing}");
     drop(c);
     drop(w);

@@ -72,7 +72,10 @@ pub unsafe extern "C" fn zmws_client_new(endpoints: *const c_char, client_out: *
         check_out(client_out, "client_out")?;
         let endpoints = c_str(endpoints, "endpoints")?;
         let inner = Client::connect(endpoints)?;
-        client_out.write(Box::into_raw(Box::new(zmws_client { inner: Mutex::new(inner), origin: crate::fork::Origin::here() })));
+        client_out.write(Box::into_raw(Box::new(zmws_client {
+            inner: Mutex::new(inner),
+            origin: crate::fork::Origin::here(),
+        })));
         Ok(())
     })
 }

@@ -394,9 +394,7 @@ pub extern "C" fn zmws_version() -> *const c_char {
 /// thread has its own last error, so this is thread-safe.
 #[no_mangle]
 pub extern "C" fn zmws_last_error() -> *const c_char {
-    ffi_guard_quiet!(c"".as_ptr(), {
-        LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr())
-    })
+    ffi_guard_quiet!(c"".as_ptr(), { LAST_ERROR.try_with(|slot| slot.borrow().as_ptr()).unwrap_or(c"".as_ptr()) })
 }
 
 /// The symbolic name of a result code (`"ZMWS_TIMEOUT"` for 1), or

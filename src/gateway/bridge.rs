@@ -330,11 +330,16 @@ impl Io {
             }
             let now = Instant::now();
             self.expire(now);
-            let wait = self.next_deadline().map(|d| d.saturating_duration_since(now)).unwrap_or(Duration::from_millis(100));
+            let wait =
+                self.next_deadline().map(|d| d.saturating_duration_since(now)).unwrap_or(Duration::from_millis(100));
             let wait_ms = wait.min(Duration::from_millis(100)).as_millis() as i64;
             let calls_ev = if self.call_outbox.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
             let admin_ev = if self.admin_outbox.is_empty() { zmq::POLLIN } else { zmq::POLLIN | zmq::POLLOUT };
-            let mut items = [self.wake.as_poll_item(zmq::POLLIN), self.calls.as_poll_item(calls_ev), self.admin.as_poll_item(admin_ev)];
+            let mut items = [
+                self.wake.as_poll_item(zmq::POLLIN),
+                self.calls.as_poll_item(calls_ev),
+                self.admin.as_poll_item(admin_ev),
+            ];
             match zmq::poll(&mut items, wait_ms) {
                 Ok(_) => {}
                 Err(zmq::Error::EINTR) => continue,
@@ -344,8 +349,13 @@ impl Io {
                     break;
                 }
             }
-            let (woken, calls_in, calls_out, admin_in, admin_out) =
-                (items[0].is_readable(), items[1].is_readable(), items[1].is_writable(), items[2].is_readable(), items[2].is_writable());
+            let (woken, calls_in, calls_out, admin_in, admin_out) = (
+                items[0].is_readable(),
+                items[1].is_readable(),
+                items[1].is_writable(),
+                items[2].is_readable(),
+                items[2].is_writable(),
+            );
             if woken {
                 while self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
                 let batch = std::mem::take(&mut *self.shared.queue.lock());
@@ -487,7 +497,10 @@ impl Io {
         let status = body.get(1).map(|f| f.as_slice()).unwrap_or(b"500");
         let job_id = body.get(2).map(|f| String::from_utf8_lossy(f).into_owned()).filter(|s| !s.is_empty());
         let outcome = if status == b"200" {
-            Ok(CallOk { job_id: job_id.unwrap_or_default(), result: body.get(3..).map(|r| r.concat()).unwrap_or_default() })
+            Ok(CallOk {
+                job_id: job_id.unwrap_or_default(),
+                result: body.get(3..).map(|r| r.concat()).unwrap_or_default(),
+            })
         } else {
             let msg = body.get(3).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
             let mut e = BridgeError::from_broker(status, msg);
@@ -537,7 +550,10 @@ impl Io {
                 let e = if p.unsent.is_some() {
                     BridgeError::new(503, format!("the broker at {} is not reachable", self.shared.config.endpoint))
                 } else {
-                    BridgeError::new(504, format!("no result from service '{}' within {} ms", p.service, p.timeout.as_millis()))
+                    BridgeError::new(
+                        504,
+                        format!("no result from service '{}' within {} ms", p.service, p.timeout.as_millis()),
+                    )
                 };
                 let _ = p.reply.send(Err(e));
             }

@@ -90,7 +90,11 @@ pub fn render(services: Option<&Value>, http: &HttpStats, inflight_calls: usize,
         ("zmws_jobs_submitted_total", "submitted", "Jobs accepted by the broker."),
         ("zmws_jobs_completed_total", "completed", "Jobs completed with a result."),
         ("zmws_jobs_failed_total", "failed", "Jobs that failed (worker FAIL, attempts exhausted)."),
-        ("zmws_jobs_retried_total", "retried", "Attempts given to another worker (timeout, worker death, retryable FAIL)."),
+        (
+            "zmws_jobs_retried_total",
+            "retried",
+            "Attempts given to another worker (timeout, worker death, retryable FAIL).",
+        ),
         ("zmws_jobs_cancelled_total", "cancelled", "Jobs cancelled by a client."),
     ];
     for (name, key, help) in counters {
@@ -166,7 +170,10 @@ mod tests {
         assert!(text.contains("zmws_up 1\n"));
         assert!(text.contains("zmws_jobs_submitted_total{service=\"STR-\\\"REV\\\"\"} 8\n"), "{text}");
         assert!(text.contains("zmws_queue_depth{service=\"STR-\\\"REV\\\"\"} 3\n"));
-        assert!(text.contains("zmws_job_latency_seconds_bucket{service=\"STR-\\\"REV\\\"\",le=\"0.001\"} 2\n"), "{text}");
+        assert!(
+            text.contains("zmws_job_latency_seconds_bucket{service=\"STR-\\\"REV\\\"\",le=\"0.001\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("le=\"0.05\"} 3\n"), "{text}");
         assert!(text.contains("le=\"60\"} 3\n"), "{text}");
         assert!(text.contains("le=\"+Inf\"} 4\n"), "{text}");

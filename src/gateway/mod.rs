@@ -122,14 +122,16 @@ impl Drop for GatewayHandle {
 /// Binds the listen address, connects to the broker and serves on
 /// background threads. Bind errors are returned here.
 pub fn start(config: GatewayConfig) -> Result<GatewayHandle> {
-    let listener = bind(&config.listen).map_err(|(addr, e)| Error::Io(format!("cannot listen on http://{addr}: {e}")))?;
+    let listener =
+        bind(&config.listen).map_err(|(addr, e)| Error::Io(format!("cannot listen on http://{addr}: {e}")))?;
     start_on(listener, config)
 }
 
 /// Binds a listen address (`host:port`) for [`start_on`]; the error carries
 /// the resolved address, so callers can tell "address in use" apart.
 pub fn bind(listen: &str) -> std::result::Result<std::net::TcpListener, (String, std::io::Error)> {
-    let addr = parse_listen(listen).map_err(|m| (listen.to_string(), std::io::Error::new(std::io::ErrorKind::InvalidInput, m)))?;
+    let addr = parse_listen(listen)
+        .map_err(|m| (listen.to_string(), std::io::Error::new(std::io::ErrorKind::InvalidInput, m)))?;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| (addr.to_string(), e))?;
     // std listens with a backlog of 128; bursts of a thousand clients need more.
     // SAFETY: listen(2) on a socket we own; a second call only resizes the backlog.
@@ -158,7 +160,8 @@ pub fn start_on(listener: std::net::TcpListener, config: GatewayConfig) -> Resul
         admin_timeout: config.broker_timeout,
         connect_grace: config.broker_timeout,
     })?;
-    let state = Arc::new(routes::AppState { bridge: bridge.clone(), config: config.clone(), stats: Default::default() });
+    let state =
+        Arc::new(routes::AppState { bridge: bridge.clone(), config: config.clone(), stats: Default::default() });
     let app = routes::router(state);
     let (tx, rx) = watch::channel(false);
     let thread = std::thread::Builder::new()

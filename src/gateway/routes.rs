@@ -97,7 +97,10 @@ fn broker_json(text: &[u8]) -> Response {
 /// `[code, message]` refusal from a `zmws.*` service.
 fn broker_refusal(body: &[Frame]) -> BridgeError {
     let code = body.first().cloned().unwrap_or_else(|| b"502".to_vec());
-    let msg = body.get(1).map(|m| String::from_utf8_lossy(m).into_owned()).unwrap_or_else(|| "unexpected broker reply".into());
+    let msg = body
+        .get(1)
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_else(|| "unexpected broker reply".into());
     BridgeError::from_broker(&code, msg)
 }
 
@@ -172,7 +175,9 @@ fn method_refused(method: &Method, path: &str, why: &str) -> Response {
 /// The request body, up to `limit` bytes. Errors are (status, message).
 async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Vec<u8>, (u16, String)> {
     let too_big = |n: u64| (413, format!("request body of {n} bytes is over the limit of {limit} bytes"));
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit as u64 {
             drain(&mut body).await;
             return Err(too_big(len));
@@ -214,7 +219,12 @@ async fn drain(body: &mut Body) {
 }
 
 fn path_segments(req: &Request) -> Vec<String> {
-    req.uri().path().split('/').filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(&params::path_decode(s)).into_owned()).collect()
+    req.uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(&params::path_decode(s)).into_owned())
+        .collect()
 }
 
 /// The job id of `/jobs/{id}…`, or why it is not one.
@@ -232,8 +242,15 @@ fn job_id_from(req: &Request) -> Result<String, String> {
 async fn healthz(State(st): St) -> Response {
     let t = Instant::now();
     match st.bridge.admin("mmi.service", vec![b"zmws.healthz".to_vec()], Some(Duration::from_secs(2))).await {
-        Ok(_) => json_response(200, &json!({"status": "ok", "broker": st.bridge.endpoint(), "broker_ms": t.elapsed().as_millis() as u64})),
-        Err(e) => error_response(503, &e.message, &[("status", json!("unavailable")), ("broker", json!(st.bridge.endpoint()))]),
+        Ok(_) => json_response(
+            200,
+            &json!({"status": "ok", "broker": st.bridge.endpoint(), "broker_ms": t.elapsed().as_millis() as u64}),
+        ),
+        Err(e) => error_response(
+            503,
+            &e.message,
+            &[("status", json!("unavailable")), ("broker", json!(st.bridge.endpoint()))],
+        ),
     }
 }
 
@@ -311,7 +328,9 @@ async fn job_cancel(State(st): St, req: Request) -> Response {
         Err(m) => return error_response(400, &m, &[]),
     };
     match st.bridge.admin("zmws.cancel", vec![id.clone().into_bytes()], None).await {
-        Ok(body) if body.first().map(|f| f.as_slice()) == Some(b"200") => json_response(200, &json!({"job_id": id, "state": "cancelled"})),
+        Ok(body) if body.first().map(|f| f.as_slice()) == Some(b"200") => {
+            json_response(200, &json!({"job_id": id, "state": "cancelled"}))
+        }
         Ok(body) => bridge_error(&broker_refusal(&body), &[("job_id", json!(id))]),
         Err(e) => bridge_error(&e, &[("job_id", json!(id))]),
     }
@@ -390,7 +409,10 @@ async fn service(State(st): St, req: Request) -> Response {
                 _ => {
                     return error_response(
                         400,
-                        &format!("timeout_ms must be a whole number of milliseconds from 1 to {}", st.config.max_timeout.as_millis()),
+                        &format!(
+                            "timeout_ms must be a whole number of milliseconds from 1 to {}",
+                            st.config.max_timeout.as_millis()
+                        ),
                         &[("service", json!(svc))],
                     )
                 }
@@ -413,7 +435,11 @@ async fn service(State(st): St, req: Request) -> Response {
             None => None,
             Some(Ok(k)) if !k.is_empty() && k.len() <= 255 => Some(k.to_string()),
             Some(_) => {
-                return error_response(400, "Idempotency-Key must be 1 to 255 visible ASCII characters", &[("service", json!(svc))])
+                return error_response(
+                    400,
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters",
+                    &[("service", json!(svc))],
+                )
             }
         };
         let (submit, frames) = match key {

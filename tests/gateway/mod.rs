@@ -189,7 +189,12 @@ impl Resp {
     }
     /// The `error` field of a JSON error body.
     pub fn error(&self) -> String {
-        assert!(self.content_type.starts_with("application/json"), "error body is not JSON: {} {}", self.content_type, self.text());
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "error body is not JSON: {} {}",
+            self.content_type,
+            self.text()
+        );
         self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.text())).to_string()
     }
 }
@@ -222,7 +227,8 @@ impl Http {
         let headers: Vec<(String, String)> =
             r.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
         let content_type = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap_or_else(|e| panic!("{what}: body: {e}"));
+        let body =
+            r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap_or_else(|e| panic!("{what}: body: {e}"));
         Resp { status, content_type, headers, body }
     }
 
@@ -292,7 +298,11 @@ impl Http {
         assert_eq!(m.status, 200, "{}", m.text());
         m.text()
             .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse::<f64>().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
             .unwrap_or(0.0)
     }
 }
@@ -327,8 +337,11 @@ impl Install {
         let dir = std::env::temp_dir().join(format!("zmws-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        std::fs::write(dir.join("rev.py"), "import json, sys\nparam = json.load(sys.stdin)\nsys.stdout.write(param[\"str\"][::-1])\n")
-            .expect("rev.py");
+        std::fs::write(
+            dir.join("rev.py"),
+            "import json, sys\nparam = json.load(sys.stdin)\nsys.stdout.write(param[\"str\"][::-1])\n",
+        )
+        .expect("rev.py");
         std::fs::write(dir.join("fail.sh"), "echo \"boom: cannot do $(cat)\" >&2\nexit 3\n").expect("fail.sh");
         let ports = Ports { client: free_port(), worker: free_port(), news: free_port(), http: free_port() };
         let config = dir.join("zmws.toml");
@@ -372,7 +385,10 @@ restart_max_delay_ms = 1000
 
     /// `zmws ARGS… -c zmws.toml`, bounded.
     pub fn zmws(&self, args: &[&str]) -> Out {
-        let out = run_bounded(Command::new(ZMWS).args(args).arg("-c").arg(&self.config).current_dir(&self.dir), Duration::from_secs(60));
+        let out = run_bounded(
+            Command::new(ZMWS).args(args).arg("-c").arg(&self.config).current_dir(&self.dir),
+            Duration::from_secs(60),
+        );
         self.remember();
         out
     }
