@@ -51,7 +51,9 @@ cargo build --release --locked
 
 # Formatting (rustfmt.toml): cheap, and keeps diffs to what changed.
 if cargo fmt --version >/dev/null 2>&1; then
-  run_suite "rust: cargo fmt --check" cargo fmt --check
+  run_suite "rust: cargo fmt --check" sh -c 'cargo fmt --check &&
+    cargo fmt --check --manifest-path bindings/python/Cargo.toml &&
+    cargo fmt --check --manifest-path bench/zmws-bench/Cargo.toml'
 else
   echo "-- rust: cargo fmt --check: skipped (rustfmt is not installed for this toolchain)"
 fi

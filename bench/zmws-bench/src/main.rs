@@ -143,8 +143,7 @@ struct Opts {
 
 impl Opts {
     fn parse(mode: &str, args: &[String]) -> Res<Opts> {
-        let default_bin =
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/zmws").to_string();
+        let default_bin = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/zmws").to_string();
         let mut o = Opts {
             n: if mode == "sync" { 20_000 } else { 100_000 },
             workers: if mode == "sync" { 1 } else { 4 },
@@ -162,24 +161,13 @@ impl Opts {
             broker_args: Vec::new(),
             spin_us: 0,
             wait: Duration::from_secs_f64(
-                std::env::var("BENCH_WAIT_S")
-                    .ok()
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .unwrap_or(60.0)
-                    .max(1.0),
+                std::env::var("BENCH_WAIT_S").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(60.0).max(1.0),
             ),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut val = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            let num = |s: String, name: &str| {
-                s.parse::<u64>()
-                    .map_err(|_| format!("{name}: not a number: {s}"))
-            };
+            let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+            let num = |s: String, name: &str| s.parse::<u64>().map_err(|_| format!("{name}: not a number: {s}"));
             match a.as_str() {
                 "--n" => o.n = num(val(a)?, a)?,
                 "--workers" => o.workers = num(val(a)?, a)? as usize,
@@ -243,10 +231,7 @@ impl Opts {
 
 /// CLOCK_MONOTONIC in ns: system-wide, so stamps of different processes compare.
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -307,22 +292,12 @@ impl Counter {
         // SAFETY: maps one page of the memfd; checked for MAP_FAILED. The
         // page is zero-filled, a valid bit pattern for the atomics.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
         };
         if p == libc::MAP_FAILED {
             return Err(format!("mmap counter: {}", std::io::Error::last_os_error()));
         }
-        Ok(Counter {
-            fd,
-            page: p as *const CounterPage,
-        })
+        Ok(Counter { fd, page: p as *const CounterPage })
     }
 
     fn get(&self) -> &CounterPage {
@@ -371,11 +346,7 @@ fn cpu_ns_of(pid: u32) -> u64 {
     };
     dir.flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-        })
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
         .sum()
 }
 
@@ -386,10 +357,7 @@ fn side_cpu_keys(client_since_ns: Option<u64>, workers: &Workers, n: u64) -> Str
     let per_job = |ns: u64| ns as f64 / 1000.0 / n as f64;
     let w = format!("worker_cpu_us_per_job={:.1}", per_job(workers.cpu_ns()));
     match client_since_ns {
-        Some(t) => format!(
-            "client_cpu_us_per_job={:.1} {w}",
-            per_job(cpu_ns_of(std::process::id()).saturating_sub(t))
-        ),
+        Some(t) => format!("client_cpu_us_per_job={:.1} {w}", per_job(cpu_ns_of(std::process::id()).saturating_sub(t))),
         None => w,
     }
 }
@@ -446,34 +414,18 @@ impl BrokerProc {
         let help = Command::new(&o.zmws)
             .args(["broker", "--help"])
             .output()
-            .map_err(|e| {
-                format!(
-                    "cannot run {} (build it with `cargo build --release`): {e}",
-                    o.zmws
-                )
-            })?;
+            .map_err(|e| format!("cannot run {} (build it with `cargo build --release`): {e}", o.zmws))?;
         let help = String::from_utf8_lossy(&help.stdout).into_owned();
         let tag = format!("zmws-bench-{}", std::process::id());
         let (client_ep, worker_ep, ipc_dir) = if o.ipc {
             let dir = std::env::temp_dir().join(&tag);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            (
-                format!("ipc://{}/clients", dir.display()),
-                format!("ipc://{}/workers", dir.display()),
-                Some(dir),
-            )
+            (format!("ipc://{}/clients", dir.display()), format!("ipc://{}/workers", dir.display()), Some(dir))
         } else {
-            (
-                "tcp://127.0.0.1:0".to_string(),
-                "tcp://127.0.0.1:0".to_string(),
-                None,
-            )
+            ("tcp://127.0.0.1:0".to_string(), "tcp://127.0.0.1:0".to_string(), None)
         };
-        let wrap: Vec<String> = std::env::var("ZMWS_BROKER_WRAP")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let wrap: Vec<String> =
+            std::env::var("ZMWS_BROKER_WRAP").unwrap_or_default().split_whitespace().map(String::from).collect();
         let mut cmd = match wrap.split_first() {
             Some((prog, rest)) => {
                 let mut c = Command::new(prog);
@@ -482,15 +434,7 @@ impl BrokerProc {
             }
             None => Command::new(&o.zmws),
         };
-        cmd.args([
-            "--log-level",
-            "warn",
-            "broker",
-            "--client-endpoint",
-            &client_ep,
-            "--worker-endpoint",
-            &worker_ep,
-        ]);
+        cmd.args(["--log-level", "warn", "broker", "--client-endpoint", &client_ep, "--worker-endpoint", &worker_ep]);
         if o.news {
             cmd.args(["--news-endpoint", "tcp://127.0.0.1:0"]);
         } else {
@@ -508,9 +452,7 @@ impl BrokerProc {
                 cmd.arg("--no-persist");
             }
         } else if o.persist {
-            return Err(
-                "this zmws broker has no durable store (no --data-dir/--no-persist)".into(),
-            );
+            return Err("this zmws broker has no durable store (no --data-dir/--no-persist)".into());
         }
         // The embedded HTTP gateway (newer brokers) is not part of what is
         // measured: off, like the news socket.
@@ -521,13 +463,9 @@ impl BrokerProc {
         if o.spin_us > 0 {
             cmd.args(["--spin-us", &o.spin_us.to_string()]);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         tie_to_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start broker {}: {e}", o.zmws))?;
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start broker {}: {e}", o.zmws))?;
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel::<(String, String, String)>();
         // Read the "zmws broker: clients X workers Y news Z" line, then keep
@@ -549,10 +487,7 @@ impl BrokerProc {
                 eprintln!("[broker] {line}");
             }
         });
-        let grace = std::env::var("ZMWS_BROKER_STOP_S")
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(3.0);
+        let grace = std::env::var("ZMWS_BROKER_STOP_S").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(3.0);
         let mut b = BrokerProc {
             child,
             client_ep: String::new(),
@@ -562,11 +497,7 @@ impl BrokerProc {
             data_dir,
             stop_grace: Duration::from_secs_f64(grace),
         };
-        let startup = if wrap.is_empty() {
-            Duration::from_secs(10)
-        } else {
-            Duration::from_secs(60)
-        };
+        let startup = if wrap.is_empty() { Duration::from_secs(10) } else { Duration::from_secs(60) };
         match rx.recv_timeout(startup) {
             Ok((c, w, news)) => {
                 b.client_ep = c;
@@ -575,12 +506,7 @@ impl BrokerProc {
                     // XPUB: events are only built while someone subscribes.
                     b._news_sub = Some(news_subscriber(&news)?);
                 }
-                eprintln!(
-                    "# broker pid {} clients {} workers {}",
-                    b.pid(),
-                    b.client_ep,
-                    b.worker_ep
-                );
+                eprintln!("# broker pid {} clients {} workers {}", b.pid(), b.client_ep, b.worker_ep);
                 Ok(b)
             }
             Err(_) => Err("the broker did not report its endpoints".into()),
@@ -599,10 +525,7 @@ impl BrokerProc {
     /// `server_cpu_us_per_job=…`: broker CPU since `since_ns` per job (the
     /// same measure compare.sh takes of gearmand and beanstalkd).
     fn cpu_key(&self, since_ns: u64, n: u64) -> String {
-        format!(
-            "server_cpu_us_per_job={:.1}",
-            self.cpu_ns().saturating_sub(since_ns) as f64 / 1000.0 / n as f64
-        )
+        format!("server_cpu_us_per_job={:.1}", self.cpu_ns().saturating_sub(since_ns) as f64 / 1000.0 / n as f64)
     }
 
     /// (VmHWM, VmRSS) in kB from /proc/PID/status.
@@ -665,11 +588,8 @@ impl Workers {
         let mut v = Vec::with_capacity(w);
         // ZMWS_WORKER_WRAP (experiments, like ZMWS_BROKER_WRAP): a command
         // to start each worker under, e.g. "taskset -c 1".
-        let wrap: Vec<String> = std::env::var("ZMWS_WORKER_WRAP")
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(String::from)
-            .collect();
+        let wrap: Vec<String> =
+            std::env::var("ZMWS_WORKER_WRAP").unwrap_or_default().split_whitespace().map(String::from).collect();
         for _ in 0..w {
             let mut cmd = match wrap.split_first() {
                 Some((prog, rest)) => {
@@ -680,20 +600,10 @@ impl Workers {
                 None => Command::new(&exe),
             };
             let kind = if o.raw_worker { "raw" } else { "lib" };
-            cmd.args([
-                "worker",
-                endpoint,
-                &capacity.to_string(),
-                if echo { "1" } else { "0" },
-                &fd.to_string(),
-                kind,
-            ]);
+            cmd.args(["worker", endpoint, &capacity.to_string(), if echo { "1" } else { "0" }, &fd.to_string(), kind]);
             cmd.stdin(Stdio::null()).stdout(Stdio::null());
             tie_to_parent(&mut cmd);
-            v.push(
-                cmd.spawn()
-                    .map_err(|e| format!("cannot start worker: {e}"))?,
-            );
+            v.push(cmd.spawn().map_err(|e| format!("cannot start worker: {e}"))?);
         }
         Ok(Workers(v))
     }
@@ -719,11 +629,7 @@ fn worker_main(args: &[String]) -> Res<()> {
     let capacity: u32 = capacity.parse().map_err(|_| "bad capacity")?;
     let echo = echo == "1";
     let fd: i32 = fd.parse().map_err(|_| "bad fd")?;
-    let counter = if fd >= 0 {
-        Some(Counter::map(fd)?)
-    } else {
-        None
-    };
+    let counter = if fd >= 0 { Some(Counter::map(fd)?) } else { None };
     if kind == "raw" {
         return raw_worker_main(endpoint, capacity, echo, counter.as_ref());
     }
@@ -759,12 +665,7 @@ fn worker_main(args: &[String]) -> Res<()> {
 /// Comparing it with `zmws::Worker` shows what the library's worker design
 /// costs per job. READY carries the zmws extension frame (capacity), so
 /// REQUESTs are `MDPW02 0x02 job_id "" attempt payload…`.
-fn raw_worker_main(
-    endpoint: &str,
-    capacity: u32,
-    echo: bool,
-    counter: Option<&Counter>,
-) -> Res<()> {
+fn raw_worker_main(endpoint: &str, capacity: u32, echo: bool, counter: Option<&Counter>) -> Res<()> {
     const MDPW02: &[u8] = b"MDPW02";
     let zerr = |e: zmq::Error| format!("raw worker: {e}");
     let ctx = zmq::Context::new();
@@ -774,8 +675,7 @@ fn raw_worker_main(
     s.set_rcvhwm(100_000).map_err(zerr)?;
     s.connect(endpoint).map_err(zerr)?;
     let ext = format!("zmws:1 capacity={capacity}");
-    s.send_multipart([MDPW02, &[0x01], SERVICE.as_bytes(), ext.as_bytes()], 0)
-        .map_err(zerr)?;
+    s.send_multipart([MDPW02, &[0x01], SERVICE.as_bytes(), ext.as_bytes()], 0).map_err(zerr)?;
     let heartbeat = Duration::from_millis(1000);
     let mut last_sent = Instant::now();
     loop {
@@ -786,13 +686,8 @@ fn raw_worker_main(
                 }
                 match frames[1].as_slice() {
                     [0x02] if frames.len() >= 5 => {
-                        let payload: Vec<u8> = if echo {
-                            frames[5..].concat()
-                        } else {
-                            Vec::new()
-                        };
-                        s.send_multipart([MDPW02, &[0x04], &frames[2], b"", &payload], 0)
-                            .map_err(zerr)?;
+                        let payload: Vec<u8> = if echo { frames[5..].concat() } else { Vec::new() };
+                        s.send_multipart([MDPW02, &[0x04], &frames[2], b"", &payload], 0).map_err(zerr)?;
                         last_sent = Instant::now();
                         if let Some(c) = counter {
                             c.hit();
@@ -820,10 +715,7 @@ fn connect(b: &BrokerProc) -> Res<Client> {
 
 fn live_workers(c: &mut Client) -> Res<usize> {
     let ws = c.workers().map_err(|e| format!("zmws.workers: {e}"))?;
-    Ok(ws
-        .iter()
-        .filter(|w| w.service == SERVICE && w.state != "dead")
-        .count())
+    Ok(ws.iter().filter(|w| w.service == SERVICE && w.state != "dead").count())
 }
 
 /// Polls `zmws.workers` until exactly `want` live workers offer the service.
@@ -835,9 +727,7 @@ fn wait_workers(c: &mut Client, want: usize) -> Res<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "timeout waiting for {want} registered workers (have {n})"
-            ));
+            return Err(format!("timeout waiting for {want} registered workers (have {n})"));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -860,9 +750,7 @@ fn do_sync(o: &Opts) -> Res<()> {
             t0 = now_ns();
         }
         let s = now_ns();
-        let r = c
-            .call(SERVICE, &buf, Duration::from_secs(10))
-            .map_err(|e| format!("call {i}: {e}"))?;
+        let r = c.call(SERVICE, &buf, Duration::from_secs(10)).map_err(|e| format!("call {i}: {e}"))?;
         let e = now_ns();
         if r != buf {
             return Err(format!("call {i}: wrong result ({} bytes)", r.len()));
@@ -991,8 +879,7 @@ fn do_filldrain(o: &Opts) -> Res<()> {
         }
     } else {
         for i in 0..o.n {
-            c.submit(SERVICE, &buf)
-                .map_err(|e| format!("submit {i}: {e}"))?;
+            c.submit(SERVICE, &buf).map_err(|e| format!("submit {i}: {e}"))?;
         }
     }
     let t1 = now_ns();

@@ -30,9 +30,7 @@ struct Medians {
 
 impl Medians {
     fn get(&self, peer: &str, scenario: &str, key: &str) -> Option<f64> {
-        let e = self
-            .entries
-            .get(&(peer.to_string(), scenario.to_string()))?;
+        let e = self.entries.get(&(peer.to_string(), scenario.to_string()))?;
         median(e.samples.get(key)?)
     }
 }
@@ -44,18 +42,11 @@ fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let m = s.len();
-    Some(if m % 2 == 1 {
-        s[m / 2]
-    } else {
-        (s[m / 2 - 1] + s[m / 2]) / 2.0
-    })
+    Some(if m % 2 == 1 { s[m / 2] } else { (s[m / 2 - 1] + s[m / 2]) / 2.0 })
 }
 
 fn parse(text: &str) -> Medians {
-    let mut m = Medians {
-        order: Vec::new(),
-        entries: HashMap::new(),
-    };
+    let mut m = Medians { order: Vec::new(), entries: HashMap::new() };
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -147,11 +138,7 @@ fn base_scenario(s: &str) -> String {
 }
 
 /// Server CPU time per job: robust against other load on the machine.
-const CPU: (&str, &str, bool) = (
-    "server_cpu_us_per_job",
-    "server CPU µs per job (lower better)",
-    false,
-);
+const CPU: (&str, &str, bool) = ("server_cpu_us_per_job", "server CPU µs per job (lower better)", false);
 
 /// Metrics shown per scenario kind: (key, label, higher is better).
 fn metrics(base: &str) -> &'static [(&'static str, &'static str, bool)] {
@@ -163,17 +150,9 @@ fn metrics(base: &str) -> &'static [(&'static str, &'static str, bool)] {
             CPU,
         ]
     } else if base.starts_with("tput_") || base.starts_with("pipe_") {
-        &[
-            ("jobs_per_s", "jobs/s end to end", true),
-            ("submit_jobs_per_s", "submit jobs/s", true),
-            CPU,
-        ]
+        &[("jobs_per_s", "jobs/s end to end", true), ("submit_jobs_per_s", "submit jobs/s", true), CPU]
     } else if base.starts_with("rss_") {
-        &[(
-            "bytes_per_job",
-            "bytes per queued job (lower better)",
-            false,
-        )]
+        &[("bytes_per_job", "bytes per queued job (lower better)", false)]
     } else {
         &[("jobs_per_s", "jobs/s", true), CPU]
     }
@@ -182,30 +161,16 @@ fn metrics(base: &str) -> &'static [(&'static str, &'static str, bool)] {
 /// The raw-libzmq reference for a scenario and key, if there is one.
 fn floor(m: &Medians, base: &str, key: &str) -> Option<(f64, String)> {
     if base.starts_with("sync_") {
-        let k = if key == "jobs_per_s" {
-            "msgs_per_s"
-        } else {
-            key
-        };
-        return m
-            .get("zmq_limit", base, k)
-            .map(|v| (v, format!("zmq_limit {base}")));
+        let k = if key == "jobs_per_s" { "msgs_per_s" } else { key };
+        return m.get("zmq_limit", base, k).map(|v| (v, format!("zmq_limit {base}")));
     }
     if base.starts_with("pipe_") && key == "jobs_per_s" {
-        return m
-            .get("zmq_limit", "pipe_echo_w4", "msgs_per_s")
-            .map(|v| (v, "zmq_limit pipe_echo_w4".to_string()));
+        return m.get("zmq_limit", "pipe_echo_w4", "msgs_per_s").map(|v| (v, "zmq_limit pipe_echo_w4".to_string()));
     }
     None
 }
 
-fn best_peer(
-    m: &Medians,
-    peers: &[String],
-    base: &str,
-    key: &str,
-    higher: bool,
-) -> Option<(f64, String)> {
+fn best_peer(m: &Medians, peers: &[String], base: &str, key: &str, higher: bool) -> Option<(f64, String)> {
     let mut best: Option<(f64, String)> = None;
     for p in peers.iter().filter(|p| JOB_SERVERS.contains(&p.as_str())) {
         if let Some(v) = m.get(p, base, key) {
@@ -266,29 +231,13 @@ pub fn report(path: &str) -> Res<()> {
             let Some(z) = m.get("zmws", scen, key) else {
                 continue;
             };
-            let mut row = format!(
-                "| {scen}{} | {label} |",
-                if base != *scen {
-                    format!(" (vs {base})")
-                } else {
-                    String::new()
-                }
-            );
+            let mut row =
+                format!("| {scen}{} | {label} |", if base != *scen { format!(" (vs {base})") } else { String::new() });
             for p in &peers {
-                row += &format!(
-                    " {} |",
-                    m.get(p, &base, key)
-                        .map(|v| pretty(key, v))
-                        .unwrap_or_else(|| "—".into())
-                );
+                row += &format!(" {} |", m.get(p, &base, key).map(|v| pretty(key, v)).unwrap_or_else(|| "—".into()));
             }
             let fl = floor(&m, &base, key);
-            row += &format!(
-                " {} |",
-                fl.as_ref()
-                    .map(|(v, _)| pretty(key, *v))
-                    .unwrap_or_else(|| "—".into())
-            );
+            row += &format!(" {} |", fl.as_ref().map(|(v, _)| pretty(key, *v)).unwrap_or_else(|| "—".into()));
             row += &format!(" **{}** |", pretty(key, z));
             row += &match best_peer(&m, &peers, &base, key, higher) {
                 Some((b, who)) if b > 0.0 => format!(" {:.2}× ({who}) |", z / b),
@@ -304,26 +253,20 @@ pub fn report(path: &str) -> Res<()> {
 
     // 3. zmws only: CPU per job by process, and the rate those would allow
     //    if the machine's CPUs did nothing else.
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as f64;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
     let mut rows = Vec::new();
     for (peer, scen) in &m.order {
         if peer != "zmws" {
             continue;
         }
-        let (Some(b), Some(w)) = (
-            m.get(peer, scen, "server_cpu_us_per_job"),
-            m.get(peer, scen, "worker_cpu_us_per_job"),
-        ) else {
+        let (Some(b), Some(w)) =
+            (m.get(peer, scen, "server_cpu_us_per_job"), m.get(peer, scen, "worker_cpu_us_per_job"))
+        else {
             continue;
         };
         let c = m.get(peer, scen, "client_cpu_us_per_job");
         let total = b + w + c.unwrap_or(0.0);
-        let rate = m
-            .get(peer, scen, "jobs_per_s")
-            .map(|r| pretty("jobs_per_s", r))
-            .unwrap_or_else(|| "—".into());
+        let rate = m.get(peer, scen, "jobs_per_s").map(|r| pretty("jobs_per_s", r)).unwrap_or_else(|| "—".into());
         rows.push(format!(
             "| {scen} | {b:.1} | {} | {w:.1} | {total:.1} | {} | {rate} |",
             c.map(|c| format!("{c:.1}")).unwrap_or_else(|| "—".into()),
@@ -352,54 +295,28 @@ pub fn report(path: &str) -> Res<()> {
             Some(false) => "MISSED",
             None => "n/a (not measured)",
         };
-        let have = have
-            .map(|v| format!("{v:.2}"))
-            .unwrap_or_else(|| "—".into());
+        let have = have.map(|v| format!("{v:.2}")).unwrap_or_else(|| "—".into());
         println!("- {what}: {have} (target {want}) → {verdict}");
     };
     let floor_p50 = m.get("zmq_limit", "sync_w1", "p50_us");
     let r = z("sync_w1", "p50_us").zip(floor_p50).map(|(a, b)| a / b);
-    target(
-        "sync_w1 p50 ÷ libzmq proxy floor p50",
-        r,
-        "≤ 1.10",
-        r.map(|r| r <= 1.10),
-    );
+    target("sync_w1 p50 ÷ libzmq proxy floor p50", r, "≤ 1.10", r.map(|r| r <= 1.10));
     let bp = best_peer(&m, &peers, "sync_w1", "p50_us", false).map(|x| x.0);
     let r = z("sync_w1", "p50_us").zip(bp).map(|(a, b)| a / b);
-    target(
-        "sync_w1 p50 ÷ best peer p50 (the aim)",
-        r,
-        "≤ 1.00",
-        r.map(|r| r <= 1.0),
-    );
+    target("sync_w1 p50 ÷ best peer p50 (the aim)", r, "≤ 1.00", r.map(|r| r <= 1.0));
     for (zs, ps) in [("pipe_w4", "pipe_w4"), ("drain_w4", "drain_w4")] {
         let bp = best_peer(&m, &peers, ps, "jobs_per_s", true).map(|x| x.0);
         // every capacity > 1 variant measured, plus capacity 1 for reference
         let mut any = false;
         for (p, s) in &m.order {
-            if p == "zmws"
-                && s.starts_with(&format!("{zs}_cap"))
-                && base_scenario(s) == ps
-                && !s.contains("_persist")
-            {
+            if p == "zmws" && s.starts_with(&format!("{zs}_cap")) && base_scenario(s) == ps && !s.contains("_persist") {
                 any = true;
                 let r = z(s, "jobs_per_s").zip(bp).map(|(a, b)| a / b);
-                target(
-                    &format!("{s} jobs/s ÷ best peer {ps}"),
-                    r,
-                    "≥ 10",
-                    r.map(|r| r >= 10.0),
-                );
+                target(&format!("{s} jobs/s ÷ best peer {ps}"), r, "≥ 10", r.map(|r| r >= 10.0));
             }
         }
         if !any {
-            target(
-                &format!("{zs}_capN jobs/s ÷ best peer {ps}"),
-                None,
-                "≥ 10",
-                None,
-            );
+            target(&format!("{zs}_capN jobs/s ÷ best peer {ps}"), None, "≥ 10", None);
         }
         let r = z(zs, "jobs_per_s").zip(bp).map(|(a, b)| a / b);
         let want = if zs == "drain_w4" {
@@ -416,12 +333,7 @@ pub fn report(path: &str) -> Res<()> {
     }
     let bp = best_peer(&m, &peers, "tput_w4", "jobs_per_s", true).map(|x| x.0);
     let r = z("tput_w4", "jobs_per_s").zip(bp).map(|(a, b)| a / b);
-    target(
-        "tput_w4 end-to-end jobs/s ÷ best peer",
-        r,
-        "> 1 (ahead of both peers)",
-        r.map(|r| r > 1.0),
-    );
+    target("tput_w4 end-to-end jobs/s ÷ best peer", r, "> 1 (ahead of both peers)", r.map(|r| r > 1.0));
     // The same capacity-1 targets with the broker's --spin-us (off by default).
     let spun: Vec<String> = m
         .order
@@ -434,12 +346,22 @@ pub fn report(path: &str) -> Res<()> {
             "sync_w1" => {
                 let bp = best_peer(&m, &peers, "sync_w1", "p50_us", false).map(|x| x.0);
                 let r = z(s, "p50_us").zip(bp).map(|(a, b)| a / b);
-                target(&format!("{s} p50 ÷ best peer sync_w1 p50 (the aim, broker spinning)"), r, "≤ 1.00", r.map(|r| r <= 1.0));
+                target(
+                    &format!("{s} p50 ÷ best peer sync_w1 p50 (the aim, broker spinning)"),
+                    r,
+                    "≤ 1.00",
+                    r.map(|r| r <= 1.0),
+                );
             }
             base @ ("tput_w4" | "drain_w4") => {
                 let bp = best_peer(&m, &peers, base, "jobs_per_s", true).map(|x| x.0);
                 let r = z(s, "jobs_per_s").zip(bp).map(|(a, b)| a / b);
-                target(&format!("{s} jobs/s ÷ best peer {base} (broker spinning)"), r, "> 1 (ahead of both peers)", r.map(|r| r > 1.0));
+                target(
+                    &format!("{s} jobs/s ÷ best peer {base} (broker spinning)"),
+                    r,
+                    "> 1 (ahead of both peers)",
+                    r.map(|r| r > 1.0),
+                );
             }
             _ => {}
         }
@@ -450,12 +372,7 @@ pub fn report(path: &str) -> Res<()> {
         .find(|(p, s)| p == "zmws" && s.starts_with("rss_") && base_scenario(s) == *s)
         .map(|x| x.1.clone());
     let bpj = rss_scen.as_deref().and_then(|s| z(s, "bytes_per_job"));
-    target(
-        "broker RSS bytes per queued 100-byte job",
-        bpj,
-        "≤ 250",
-        bpj.map(|b| b <= 250.0),
-    );
+    target("broker RSS bytes per queued 100-byte job", bpj, "≤ 250", bpj.map(|b| b <= 250.0));
     let hwm = z("rss_1000000_queued_batchfill", "vmhwm_kb");
     target(
         "broker peak memory (VmHWM) with 1,000,000 queued jobs, MB",

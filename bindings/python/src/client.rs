@@ -159,7 +159,12 @@ impl PyClient {
         // Without the GIL: with several endpoints, connecting waits up to
         // 1 s for the first broker.
         let shared = crate::exit::released(py, || guard("Client()", || connect(&endpoints, rt))).map_err(to_py)?;
-        Ok(PyClient { endpoints, request_timeout: Mutex::new(rt), slot: Mutex::new(Some(shared)), origin: zmws::fork::Origin::here() })
+        Ok(PyClient {
+            endpoints,
+            request_timeout: Mutex::new(rt),
+            slot: Mutex::new(Some(shared)),
+            origin: zmws::fork::Origin::here(),
+        })
     }
 
     /// Submits a job and returns its id (32 hex characters) once the broker
