@@ -636,6 +636,9 @@ impl Io {
             }
             self.spare = batch; // empty, capacity kept
         }
+        // What this turn journaled without sending anything (a completion
+        // nobody waits for) is committed now too, not at the next tick.
+        self.commit(engine, clock);
         self.start_commit(engine);
     }
 

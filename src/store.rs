@@ -122,8 +122,54 @@ pub struct Loaded {
     pub jobs: Vec<StoredJob>,
 }
 
+/// An exclusive `flock` on `DIR/zmws.lock`, held while the store is open:
+/// two brokers on one job store would each run its queued jobs.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock, or names the broker holding it.
+    fn acquire(dir: &Path) -> Result<DataDirLock> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let path = dir.join("zmws.lock");
+        // Rust opens files close-on-exec: programs the broker's process
+        // starts do not inherit the lock.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("cannot open {}: {e}", path.display())))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() { String::new() } else { format!(" (pid {holder})") };
+                return Err(Error::Io(format!(
+                    "job store {} is in use by another broker{who}: give each broker its own data directory",
+                    dir.display()
+                )));
+            }
+            return Err(Error::Io(format!("cannot lock {}: {err}", path.display())));
+        }
+        // Who holds it, for the message above (best effort).
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(DataDirLock { _file: file })
+    }
+}
+
 /// The open database.
 pub struct Store {
+    /// Held as long as the store is open; released when it is dropped.
+    _lock: DataDirLock,
     conn: Connection,
     path: PathBuf,
     /// Jobs whose latest start is only in `starts` rows: (attempt, time).
@@ -545,6 +591,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Io(format!("cannot create data directory {}: {e}", dir.display())))?;
+        let lock = DataDirLock::acquire(dir)?;
         let path = dir.join("zmws.db");
         let named = |e: rusqlite::Error| Error::Io(format!("job store {}: {e}", path.display()));
         // NO_MUTEX: the connection is used by one thread at a time (the
@@ -607,6 +654,7 @@ impl Store {
             _ => return Err(Error::Io(format!("job store {} has unknown schema version {schema}", path.display()))),
         }
         Ok(Store {
+            _lock: lock,
             conn,
             path,
             started: HashMap::default(),
@@ -966,6 +1014,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_directory_serves_one_store_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("zmws-store-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = Store::open(&dir).unwrap();
+        let err = Store::open(&dir).err().expect("a second store on the same directory must be refused").to_string();
+        assert!(err.contains("in use by another broker"), "{err}");
+        assert!(err.contains(&format!("(pid {})", std::process::id())), "{err}");
+        assert!(err.contains(&dir.display().to_string()), "{err}");
+        drop(first);
+        let again = Store::open(&dir).expect("the lock goes with the store");
+        drop(again);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn round_trip_and_corrupt_file() {

@@ -24,6 +24,10 @@ impl Drop for BrokerProc {
 }
 
 fn start_broker(dir: &Path) -> BrokerProc {
+    start_broker_with_heartbeat(dir, 200)
+}
+
+fn start_broker_with_heartbeat(dir: &Path, heartbeat_ms: u64) -> BrokerProc {
     let (c, w) = (free_port(), free_port());
     let client = format!("tcp://127.0.0.1:{c}");
     let worker = format!("tcp://127.0.0.1:{w}");
@@ -35,7 +39,7 @@ fn start_broker(dir: &Path) -> BrokerProc {
             "--no-news",
             "--no-http",
             "--heartbeat-ms",
-            "200",
+            &heartbeat_ms.to_string(),
             "--client-endpoint",
             &client,
             "--worker-endpoint",
@@ -59,8 +63,12 @@ fn start_broker(dir: &Path) -> BrokerProc {
 }
 
 fn worker(ep: &str, service: &str, capacity: u32) -> Worker {
+    worker_with_heartbeat(ep, service, capacity, 200)
+}
+
+fn worker_with_heartbeat(ep: &str, service: &str, capacity: u32, heartbeat_ms: u64) -> Worker {
     let mut cfg = WorkerConfig::new(ep, service);
-    cfg.heartbeat_ms = 200;
+    cfg.heartbeat_ms = heartbeat_ms;
     cfg.capacity = capacity;
     Worker::with_config(cfg).unwrap()
 }
@@ -169,6 +177,41 @@ fn kill_9_loses_nothing_acknowledged() {
             Err(e) => panic!("slow job: {e}"),
         }
     }
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A completion that nothing else follows (no reply to send, no heartbeat
+/// due) is still journaled before a graceful stop: `zmws stop` stops the
+/// workers, then the broker, within a heartbeat.
+#[test]
+fn a_graceful_stop_keeps_a_completion_that_arrived_just_before() {
+    const HEARTBEAT_MS: u64 = 10_000; // no tick between the completion and the stop
+    let dir = temp_dir("graceful");
+    let mut b = start_broker_with_heartbeat(&dir, HEARTBEAT_MS);
+    let mut client = Client::connect(&b.client).unwrap();
+    let w = worker_with_heartbeat(&b.worker, "LAST", 1, HEARTBEAT_MS);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.service_available("LAST").unwrap() {
+        assert!(Instant::now() < deadline, "worker never registered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = client.submit("LAST", b"x").unwrap();
+    let job = w.next_job(Duration::from_secs(10)).unwrap().expect("job delivered");
+    w.complete(&job.id, b"kept").unwrap();
+    w.close();
+    std::thread::sleep(Duration::from_millis(300)); // the completion and DISCONNECT arrive
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
+    let status = b.child.wait().unwrap();
+    assert!(status.success(), "broker exit: {status}");
+    drop(client);
+    drop(b);
+
+    let b = start_broker(&dir);
+    let mut client = Client::connect(&b.client).unwrap();
+    let st = client.status(&id.to_string()).unwrap();
+    assert_eq!(st.state, zmws::JobState::Complete, "{st:?}");
+    assert_eq!(client.result(&id.to_string()).unwrap(), b"kept");
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,9 @@
 <?php
 
 // STR-REV: reverses the "str" field of its job, as the seed's string reverse
-// worker did ({"str": "Hello, world"} gives "dlrow ,olleH").
+// worker did ({"str": "Hello, world"} gives "dlrow ,olleH"). UTF-8 text is
+// reversed by characters ("héllo" gives "olléh", as the Python STR-REV worker
+// answers), anything else byte by byte as strrev() does.
 //
 //   php examples/php/reverse.php [--verbose] [--backend-server=HOST] [--backend-port=5556]
 //
@@ -23,7 +25,20 @@ class W_StrRev extends Worker_Base
         if ($this->verbose) {
             echo "$jobid: {$param->str}\n";
         }
-        return strrev($param->str);
+        return self::reverse($param->str);
+    }
+
+    /**
+     * $s reversed by characters when it is valid UTF-8 (without needing the
+     * mbstring extension), else byte by byte like the seed's strrev().
+     */
+    public static function reverse($s)
+    {
+        $chars = preg_split('//u', $s, -1, PREG_SPLIT_NO_EMPTY);
+        if ($chars === false) {
+            return strrev($s); // not valid UTF-8
+        }
+        return implode('', array_reverse($chars));
     }
 }
 

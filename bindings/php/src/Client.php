@@ -354,8 +354,10 @@ class Client
     }
 
     /**
-     * A job listing: "queued", "active" or "history" (the most recently
-     * finished jobs, newest first — the seed's SERVER-JOBS).
+     * A job listing (zmws.jobs), at most 1,000 jobs: "queued" (the default;
+     * the seed's SERVER-JOBS), "active" (SERVER-ACTIVE, jobs being worked on)
+     * or "history" (SERVER-HIST: the most recently finished jobs, newest
+     * first; the broker keeps history_len of them, 100 by default).
      *
      * @return list<array<string, mixed>>
      */

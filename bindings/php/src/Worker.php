@@ -102,6 +102,8 @@ abstract class Worker
     private bool $zmwsPortFlag = false;
     private bool $zmwsStopping = false;
     private bool $zmwsStopped = false;
+    /** jobsDone() of the native handle, kept by close() when it frees the handle. */
+    private int $zmwsJobsDone = 0;
     private string $zmwsEndpoints = '';
     private int $zmwsLogLevel = 1; // 0 error, 1 warn, 2 info, 3 debug, 4 trace
     /** @var array<int, mixed> previous signal handlers, restored by close() */
@@ -274,6 +276,8 @@ abstract class Worker
     public function close(): void
     {
         if ($this->zmwsHandle !== null) {
+            // The count lives in the handle: keep it for jobsDone() after the loop.
+            $this->zmwsJobsDone = $this->zmwsReadJobsDone() ?? $this->zmwsJobsDone;
             $this->zmwsNative->ffi->zmws_worker_free($this->zmwsHandle);
             $this->zmwsHandle = null;
             $this->zmwsJobOut = null;
@@ -308,15 +312,19 @@ abstract class Worker
         return $this->zmwsCurrentAttempt;
     }
 
-    /** How many jobs this worker has answered (completed or failed). */
+    /**
+     * How many jobs this worker has answered (completed or failed): 0 before
+     * it connects, the final count once it has stopped (after loop() returned
+     * FALSE, close() or the end of run()).
+     */
     public function jobsDone(): int
     {
         if ($this->zmwsHandle === null) {
-            return 0;
+            return $this->zmwsJobsDone;
         }
         $out = $this->zmwsNative->ffi->new('uint64_t');
         $this->zmwsNative->check($this->zmwsNative->ffi->zmws_worker_jobs_done($this->zmwsHandle, FFI::addr($out)));
-        return (int) $out->cdata;
+        return $this->zmwsJobsDone = (int) $out->cdata;
     }
 
     /**
@@ -396,6 +404,14 @@ abstract class Worker
         }
         $this->zmwsEndpoints = $this->endpoints();
         $this->zmwsSetupLog();
+    }
+
+    /** The native handle's job count, NULL when the library refuses (e.g. a handle inherited by fork()). */
+    private function zmwsReadJobsDone(): ?int
+    {
+        $ffi = $this->zmwsNative->ffi;
+        $out = $ffi->new('uint64_t');
+        return $ffi->zmws_worker_jobs_done($this->zmwsHandle, FFI::addr($out)) === Native::OK ? (int) $out->cdata : null;
     }
 
     private function zmwsSetupLog(): void

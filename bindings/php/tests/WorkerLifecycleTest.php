@@ -53,6 +53,62 @@ final class WorkerLifecycleTest extends ZmwsTestCase
         $this->assertSame('ok', end($lines), $out);
     }
 
+    public function testJobsDoneKeepsTheFinalCountAfterSigterm(): void
+    {
+        if (!function_exists('pcntl_async_signals')) {
+            $this->markTestSkipped('needs the pcntl extension');
+        }
+        // The fixture prints "loop ended after {$worker->jobsDone()} jobs"
+        // once loop() has returned FALSE (the native handle is freed by then).
+        $w = self::startWorker('PHP-COUNT');
+        self::waitForWorkers('PHP-COUNT', 1);
+        for ($i = 0; $i < 5; $i++) {
+            $this->assertSame("cba$i", self::$client->call('PHP-COUNT', ['str' => "{$i}abc"], 5000));
+        }
+        $w->signal(SIGTERM);
+        $this->assertSame(0, $w->wait(5000), $w->output());
+        $this->assertStringContainsString('loop ended after 5 jobs', $w->output());
+    }
+
+    public function testJobsDoneInProcessBeforeDuringAndAfterTheLoop(): void
+    {
+        $worker = new class (['t.php', '--backend-server=' . self::$broker->workerEndpoint(), '--heartbeat-ms=' . self::HEARTBEAT_MS]) extends \Worker_Base {
+            public $serviceName = 'PHP-COUNT-INPROC';
+            public $handleSignals = false;
+            /** @var list<int> jobsDone() as seen inside work() */
+            public array $seen = [];
+
+            public function work($jobid, $param = '')
+            {
+                $this->seen[] = $this->jobsDone();
+                return strrev($param->str);
+            }
+        };
+        $this->assertSame(0, $worker->jobsDone(), 'before connecting');
+        $worker->connect();
+        $this->assertTrue(self::$client->waitForService('PHP-COUNT-INPROC', 5000));
+        $ids = [];
+        for ($i = 0; $i < 3; $i++) {
+            $ids[] = self::$client->submit('PHP-COUNT-INPROC', ['str' => "ab$i"]);
+        }
+        $deadline = microtime(true) + 10;
+        while ($worker->jobsDone() < 3 && microtime(true) < $deadline) {
+            $this->assertTrue($worker->loop());
+        }
+        $this->assertSame(3, $worker->jobsDone());
+        $this->assertSame([0, 1, 2], $worker->seen);
+        $this->assertSame('1ba', self::$client->wait($ids[1], 5000));
+
+        $worker->stop();
+        $this->assertFalse($worker->loop());
+        $this->assertTrue($worker->isStopping());
+        $this->assertSame(3, $worker->jobsDone(), 'after loop() returned FALSE');
+        $worker->close();
+        $this->assertSame(3, $worker->jobsDone(), 'after a second close()');
+        $this->assertNull($worker->currentJobId());
+        $this->assertSame(0, $worker->currentAttempt());
+    }
+
     public function testSigtermWhileWaitingStopsPromptly(): void
     {
         if (!function_exists('pcntl_async_signals')) {
@@ -140,6 +196,9 @@ final class WorkerLifecycleTest extends ZmwsTestCase
         self::$workers[] = $w;
         self::waitForWorkers('STR-REV', 1);
         $this->assertSame('dlrow ,olleH', self::$client->call('STR-REV', ['str' => 'Hello, world'], 5000));
+        // UTF-8 by characters, as the Python STR-REV worker answers (no mbstring needed).
+        $this->assertSame('olléh', self::$client->call('STR-REV', ['str' => 'héllo'], 5000));
+        $this->assertSame('🙂 ab 日本', self::$client->call('STR-REV', ['str' => '本日 ba 🙂'], 5000));
         $this->assertSame(0, $w->stop());
     }
 
