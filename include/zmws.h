@@ -176,7 +176,8 @@ void zmws_string_free(char *string);
 void zmws_buffer_free(uint8_t *buffer);
 
 // Turns on the library's diagnostic log on stderr. `filter` uses the
-// `RUST_LOG` syntax (`"info"`, `"zmws=debug"`); NULL means `"info"`. Works
+// `RUST_LOG` syntax (`"info"`, `"zmws=debug"`); NULL means `"info"`; colours
+// only when stderr is a terminal. Works
 // once per process: a second call gives `ZMWS_INVALID_ARGUMENT`. The string
 // is not kept. Thread-safe.
 int zmws_log_init(const char *filter);

@@ -163,7 +163,11 @@ impl Client {
         // from an earlier visit might hold a stale reply.
         self.spare[self.current] = None;
         self.socket = ProcessBound::new(Client::open(&self.ctx, &self.endpoints[self.current], self.request_timeout)?);
-        tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
+        if self.endpoints.len() > 1 {
+            tracing::info!(endpoint = %self.endpoints[self.current], "client switched broker endpoint");
+        } else {
+            tracing::debug!(endpoint = %self.endpoints[self.current], "client reconnecting to its broker");
+        }
         // A failover starts a fresh probing cycle for the first endpoint.
         self.probe = None;
         self.probed_at = Instant::now();
@@ -637,28 +641,30 @@ impl Client {
         // One deadline for the call, wherever it is offered.
         let deadline = crate::deadline_after(timeout);
         self.to_a_broker_that_knows(service, Some(deadline), |c| {
-            c.call_once(service, payload, deadline.saturating_duration_since(Instant::now()), &mut *on_partial)
+            c.call_once(service, payload, deadline, timeout, &mut *on_partial)
         })
     }
 
+    /// One offer of a call, waiting until `deadline`; `asked` is the caller's
+    /// whole timeout, for the message.
     fn call_once(
         &mut self,
         service: &str,
         payload: &[u8],
-        timeout: Duration,
+        deadline: Instant,
+        asked: Duration,
         on_partial: &mut dyn FnMut(&[u8]),
     ) -> Result<Vec<u8>> {
         self.fail_back(service);
         let tag = self.next_tag.to_string();
         self.next_tag += 1;
         self.send_failover(b"zmws.call", &[tag.as_bytes(), service.as_bytes(), payload])?;
-        let deadline = crate::deadline_after(timeout);
         loop {
             match self.recv(deadline)? {
                 None => {
                     return Err(Error::Timeout(format!(
                         "no result from service '{service}' within {} ms",
-                        timeout.as_millis()
+                        asked.as_millis()
                     )))
                 }
                 Some((fin, s, body)) => {

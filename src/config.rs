@@ -44,6 +44,33 @@ use crate::engine::EngineConfig;
 /// Default path of the configuration file.
 pub const DEFAULT_PATH: &str = "zmws.toml";
 
+/// Accepted ranges (inclusive) of the broker's numeric settings, shared by
+/// the config file and the `zmws broker`/`zmws worker` flags.
+pub mod limits {
+    /// `heartbeat_ms`, `--heartbeat-ms`.
+    pub const HEARTBEAT_MS: (u64, u64) = (10, 3_600_000);
+    /// `liveness`, `--liveness`.
+    pub const LIVENESS: (u64, u64) = (1, 1000);
+    /// `job_timeout_ms`, `--job-timeout-ms`.
+    pub const JOB_TIMEOUT_MS: (u64, u64) = (1, u64::MAX / 4);
+    /// `max_attempts`, `--max-attempts`.
+    pub const MAX_ATTEMPTS: (u64, u64) = (1, 1000);
+    /// `max_payload`, `--max-payload`.
+    pub const MAX_PAYLOAD: (u64, u64) = (1, 1 << 40);
+    /// `max_queued`, `--max-queued`.
+    pub const MAX_QUEUED: (u64, u64) = (1, u32::MAX as u64 * 16);
+    /// `max_workers_per_service`, `--max-workers-per-service`.
+    pub const MAX_WORKERS_PER_SERVICE: (u64, u64) = (1, 10_000_000);
+    /// `result_ttl_ms`, `--result-ttl-ms`.
+    pub const RESULT_TTL_MS: (u64, u64) = (0, u64::MAX / 4);
+    /// `max_finished`, `--max-finished`.
+    pub const MAX_FINISHED: (u64, u64) = (0, u32::MAX as u64 * 16);
+    /// `history`, `--history`.
+    pub const HISTORY: (u64, u64) = (0, 1_000_000);
+    /// A worker's jobs at once (`zmws worker --concurrency`).
+    pub const CONCURRENCY: (u64, u64) = (1, 100_000);
+}
+
 /// A configuration problem, with its place in the file when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -626,24 +653,30 @@ impl Config {
         }
         let e = &mut broker.engine;
         let d = EngineConfig::default();
-        e.heartbeat_ms = num(&ctx, &b.heartbeat_ms, d.heartbeat_ms, 10, 3_600_000, "heartbeat_ms")?;
-        e.liveness = num(&ctx, &b.liveness, d.liveness, 1, 1000, "liveness")?;
-        e.job_timeout_ms = num(&ctx, &b.job_timeout_ms, d.job_timeout_ms, 1, u64::MAX / 4, "job_timeout_ms")?;
-        e.max_attempts = num(&ctx, &b.max_attempts, d.max_attempts, 1, 1000, "max_attempts")?;
-        e.max_payload = num(&ctx, &b.max_payload, d.max_payload as u64, 1, 1 << 40, "max_payload")? as usize;
-        e.max_queued = num(&ctx, &b.max_queued, d.max_queued as u64, 1, u32::MAX as u64 * 16, "max_queued")? as usize;
+        use limits::*;
+        e.heartbeat_ms = num(&ctx, &b.heartbeat_ms, d.heartbeat_ms, HEARTBEAT_MS.0, HEARTBEAT_MS.1, "heartbeat_ms")?;
+        e.liveness = num(&ctx, &b.liveness, d.liveness, LIVENESS.0 as u32, LIVENESS.1 as u32, "liveness")?;
+        e.job_timeout_ms =
+            num(&ctx, &b.job_timeout_ms, d.job_timeout_ms, JOB_TIMEOUT_MS.0, JOB_TIMEOUT_MS.1, "job_timeout_ms")?;
+        e.max_attempts =
+            num(&ctx, &b.max_attempts, d.max_attempts, MAX_ATTEMPTS.0 as u32, MAX_ATTEMPTS.1 as u32, "max_attempts")?;
+        e.max_payload =
+            num(&ctx, &b.max_payload, d.max_payload as u64, MAX_PAYLOAD.0, MAX_PAYLOAD.1, "max_payload")? as usize;
+        e.max_queued =
+            num(&ctx, &b.max_queued, d.max_queued as u64, MAX_QUEUED.0, MAX_QUEUED.1, "max_queued")? as usize;
         e.max_workers_per_service = num(
             &ctx,
             &b.max_workers_per_service,
             d.max_workers_per_service as u64,
-            1,
-            10_000_000,
+            MAX_WORKERS_PER_SERVICE.0,
+            MAX_WORKERS_PER_SERVICE.1,
             "max_workers_per_service",
         )? as usize;
-        e.result_ttl_ms = num(&ctx, &b.result_ttl_ms, d.result_ttl_ms, 0, u64::MAX / 4, "result_ttl_ms")?;
+        e.result_ttl_ms =
+            num(&ctx, &b.result_ttl_ms, d.result_ttl_ms, RESULT_TTL_MS.0, RESULT_TTL_MS.1, "result_ttl_ms")?;
         e.max_finished =
-            num(&ctx, &b.max_finished, d.max_finished as u64, 0, u32::MAX as u64 * 16, "max_finished")? as usize;
-        e.history_len = num(&ctx, &b.history, d.history_len as u64, 0, 1_000_000, "history")? as usize;
+            num(&ctx, &b.max_finished, d.max_finished as u64, MAX_FINISHED.0, MAX_FINISHED.1, "max_finished")? as usize;
+        e.history_len = num(&ctx, &b.history, d.history_len as u64, HISTORY.0, HISTORY.1, "history")? as usize;
         broker.hwm = num(&ctx, &b.hwm, broker.hwm as u32, 1, i32::MAX as u32, "hwm")? as i32;
         broker.spin_us = num(&ctx, &b.spin_us, broker.spin_us, 0, crate::broker::MAX_SPIN_US, "spin_us")?;
         if let Some(dd) = &b.data_dir {

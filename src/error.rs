@@ -143,7 +143,14 @@ impl fmt::Display for Error {
             Error::Internal(_) => "internal error",
             Error::Io(_) => "i/o error",
         };
-        write!(f, "{kind}: {}", self.message())
+        // A broker's message may already name the kind ("queue full: 2 jobs
+        // are already waiting"): say it once.
+        let message = self.message();
+        if message.strip_prefix(kind).is_some_and(|rest| rest.starts_with(':')) {
+            f.write_str(message)
+        } else {
+            write!(f, "{kind}: {message}")
+        }
     }
 }
 
@@ -156,5 +163,23 @@ impl From<zmq::Error> for Error {
             zmq::Error::EAGAIN => Error::Timeout("the socket would block".into()),
             other => Error::Io(format!("zeromq: {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_the_kind_once() {
+        assert_eq!(
+            Error::QueueFull("queue full: 2 jobs are already waiting".into()).to_string(),
+            "queue full: 2 jobs are already waiting"
+        );
+        assert_eq!(
+            Error::QueueFull("the job store refuses writes".into()).to_string(),
+            "queue full: the job store refuses writes"
+        );
+        assert_eq!(Error::Timeout("timeouts: 3".into()).to_string(), "timeout: timeouts: 3");
     }
 }

@@ -3,7 +3,7 @@
 //! whole installation from a `zmws.toml`.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -330,8 +330,18 @@ fn print_bytes(b: &[u8]) {
     }
 }
 
+/// Exit status of a usage error (a bad flag or argument): `EX_USAGE` of
+/// sysexits.h. clap's own 2 would read as "timeout" (`1 + Code::Timeout`).
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: `zmws start` sends stderr to log files.
@@ -494,35 +504,37 @@ fn run_broker(a: BrokerArgs) -> Result<(), Error> {
         b.news_endpoint = None;
     }
     let e = &mut b.engine;
+    use zmws::config::limits;
     if let Some(v) = a.heartbeat_ms {
-        e.heartbeat_ms = v.max(1);
+        e.heartbeat_ms = in_range("--heartbeat-ms", v, limits::HEARTBEAT_MS)?;
     }
     if let Some(v) = a.liveness {
-        e.liveness = v.max(1);
+        e.liveness = in_range("--liveness", v as u64, limits::LIVENESS)? as u32;
     }
     if let Some(v) = a.job_timeout_ms {
-        e.job_timeout_ms = v.max(1);
+        e.job_timeout_ms = in_range("--job-timeout-ms", v, limits::JOB_TIMEOUT_MS)?;
     }
     if let Some(v) = a.max_attempts {
-        e.max_attempts = v.max(1);
+        e.max_attempts = in_range("--max-attempts", v as u64, limits::MAX_ATTEMPTS)? as u32;
     }
     if let Some(v) = a.max_payload {
-        e.max_payload = v;
+        e.max_payload = in_range("--max-payload", v as u64, limits::MAX_PAYLOAD)? as usize;
     }
     if let Some(v) = a.max_queued {
-        e.max_queued = v;
+        e.max_queued = in_range("--max-queued", v as u64, limits::MAX_QUEUED)? as usize;
     }
     if let Some(v) = a.max_workers_per_service {
-        e.max_workers_per_service = v;
+        e.max_workers_per_service =
+            in_range("--max-workers-per-service", v as u64, limits::MAX_WORKERS_PER_SERVICE)? as usize;
     }
     if let Some(v) = a.result_ttl_ms {
-        e.result_ttl_ms = v;
+        e.result_ttl_ms = in_range("--result-ttl-ms", v, limits::RESULT_TTL_MS)?;
     }
     if let Some(v) = a.max_finished {
-        e.max_finished = v;
+        e.max_finished = in_range("--max-finished", v as u64, limits::MAX_FINISHED)? as usize;
     }
     if let Some(v) = a.history {
-        e.history_len = v;
+        e.history_len = in_range("--history", v as u64, limits::HISTORY)? as usize;
     }
     if let Some(v) = a.spin_us {
         if v > zmws::broker::MAX_SPIN_US {
@@ -641,10 +653,42 @@ fn run_job(command: &[String], job: &zmws::Job) -> Result<Vec<u8>, String> {
     }
 }
 
+/// `value` if it lies in `min..=max`, else an invalid-argument error naming `flag`
+/// (the same ranges as the config file's keys).
+fn in_range(flag: &str, value: u64, (min, max): (u64, u64)) -> Result<u64, Error> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::InvalidArgument(format!("{flag} must be between {min} and {max} (got {value})")))
+    }
+}
+
+/// Refuses a worker command that cannot run (not found, not executable)
+/// before the worker registers: otherwise it would take jobs only to fail each.
+fn check_runnable(program: &str) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let found = if program.contains('/') {
+        runnable(Path::new(program))
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
+            .unwrap_or(false)
+    };
+    if found {
+        Ok(())
+    } else if program.contains('/') {
+        Err(Error::InvalidArgument(format!("cannot run {program}: no such executable file")))
+    } else {
+        Err(Error::InvalidArgument(format!("cannot run {program}: not found in PATH")))
+    }
+}
+
 fn run_command_worker(a: WorkerArgs) -> Result<(), Error> {
+    check_runnable(&a.command[0])?;
     let mut cfg = WorkerConfig::new(&a.broker, &a.service);
-    cfg.capacity = a.concurrency.max(1);
-    cfg.heartbeat_ms = a.heartbeat_ms.max(1);
+    cfg.capacity = in_range("--concurrency", a.concurrency as u64, zmws::config::limits::CONCURRENCY)? as u32;
+    cfg.heartbeat_ms = in_range("--heartbeat-ms", a.heartbeat_ms, zmws::config::limits::HEARTBEAT_MS)?;
     let worker = Arc::new(Worker::with_config(cfg)?);
     install_signal_handlers();
     let command = Arc::new(a.command);

@@ -189,3 +189,48 @@ fn zmws_broker_refuses_a_port_in_use() {
     assert!(err.contains("cannot bind"), "{err:?}");
     drop(l);
 }
+
+#[test]
+fn bad_flags_and_values_are_refused_before_anything_starts() {
+    // Usage errors: 64 (EX_USAGE), not clap's 2, which reads as "timeout".
+    for args in [&["submit", "REV", "--bogus"][..], &["worker", "--", "rev"], &["jobs", "--queued", "--active"]] {
+        let o = zmws(args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("Usage:"), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(zmws(&["--version"]).status.code(), Some(0));
+    // Values outside the config file's ranges: invalid argument (exit 4), named.
+    for (args, says) in [
+        (
+            &["broker", "--no-http", "--no-persist", "--heartbeat-ms", "0"][..],
+            "--heartbeat-ms must be between 10 and 3600000 (got 0)",
+        ),
+        (&["broker", "--no-http", "--no-persist", "--liveness", "0"], "--liveness must be between 1 and 1000 (got 0)"),
+        (
+            &["broker", "--no-http", "--no-persist", "--max-attempts", "0"],
+            "--max-attempts must be between 1 and 1000 (got 0)",
+        ),
+        (&["broker", "--no-http", "--no-persist", "--job-timeout-ms", "0"], "--job-timeout-ms must be between 1 and"),
+        (
+            &["worker", "--service", "X", "--concurrency", "0", "--", "cat"],
+            "--concurrency must be between 1 and 100000 (got 0)",
+        ),
+        (
+            &["worker", "--service", "X", "--heartbeat-ms", "5", "--", "cat"],
+            "--heartbeat-ms must be between 10 and 3600000 (got 5)",
+        ),
+        // A command that cannot run is refused before the worker registers.
+        (
+            &["worker", "--service", "X", "--", "/nonexistent/zmws-test-cmd"],
+            "cannot run /nonexistent/zmws-test-cmd: no such executable file",
+        ),
+        (
+            &["worker", "--service", "X", "--", "zmws-no-such-program"],
+            "cannot run zmws-no-such-program: not found in PATH",
+        ),
+    ] {
+        let o = zmws(args);
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -140,6 +140,44 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     let r = http.post("/ECHO", "application/json", b"{not json");
     assert_eq!(r.status, 400);
     assert!(r.error().contains("JSON"), "{}", r.text());
+    // A JSON body is UTF-8 throughout, inside strings and keys too (serde_json's
+    // IgnoredAny parse alone skips string bytes unchecked and let these reach
+    // the worker): 400, and no job is created.
+    let echo_submitted = |http: &gateway::Http| http.metric("zmws_jobs_submitted_total{service=\"ECHO\"}");
+    let before = echo_submitted(&http);
+    let mut big = br#"{"a":""#.to_vec();
+    big.extend("é".repeat(20_000).as_bytes());
+    big.extend(br#"","#);
+    let at = big.len() + 2;
+    big.extend(b"\"b\xe9\":1}");
+    let bad_utf8: [(&str, &str, &[u8], usize); 6] = [
+        ("/SYNC-ECHO", "application/json", b"\"\xff\"", 1),
+        ("/ECHO", "application/json", b"\"\xff\"", 1),
+        ("/SYNC-ECHO", "application/vnd.api+json", b"{\"\xff\":1}", 2),
+        ("/SYNC-ECHO", "application/json; charset=utf-8", b"[\"\xc0\xaf\"]", 2), // overlong '/'
+        ("/SYNC-ECHO", "application/json", b"\"\xed\xa0\x80\"", 1),              // a UTF-16 surrogate
+        ("/SYNC-ECHO", "application/json", &big, at),
+    ];
+    for (path, ct, body, at) in bad_utf8 {
+        let r = http.post(path, ct, body);
+        assert_eq!(
+            r.status,
+            400,
+            "{path} {ct} {:?}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(40)]),
+            r.text()
+        );
+        assert_eq!(r.error(), format!("the body is not valid JSON: invalid UTF-8 at byte {at}"), "{}", r.text());
+        assert_eq!(r.json()["service"], "ECHO", "{}", r.text());
+    }
+    assert_eq!(echo_submitted(&http), before, "a body with invalid UTF-8 reached the broker");
+    let r = http.post("/SYNC-ECHO", "application/json", "{\"s\":\"é☃😀\"}".as_bytes());
+    assert_eq!((r.status, r.text().as_str()), (200, "{\"s\":\"é☃😀\"}"));
+    assert!(r.content_type.starts_with("application/json"), "{}", r.content_type);
+    // The same rule labels results: a JSON-looking result that is not UTF-8 is bytes.
+    let r = http.post("/SYNC-ECHO", "application/octet-stream", b"\"\xff\"");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"\"\xff\""[..]));
+    assert_eq!(r.content_type, "application/octet-stream");
     // 404
     let r = http.get("/NOPE");
     assert_eq!(r.status, 404);
@@ -151,6 +189,23 @@ fn seed_walkthrough_routes_errors_concurrency_and_metrics() {
     assert!(!http.get("/a/b/c").error().is_empty());
     assert_eq!(http.get("/a/b/c").status, 404);
     assert_eq!(http.get("/SERVER-NOPE").status, 404);
+    // Only `healthz` and `metrics` are route names, and only as sent: `jobs`,
+    // `SYNC-healthz`, a percent-encoded `healthz` and lowercase `server-…` are
+    // services (here never offered: 404 naming the service, not "no route").
+    for (path, svc) in [
+        ("/jobs", "jobs"),
+        ("/SYNC-jobs", "jobs"),
+        ("/SYNC:healthz", "healthz"),
+        ("/SYNC-metrics", "metrics"),
+        ("/%68ealthz", "healthz"),
+        ("/HEALTHZ", "HEALTHZ"),
+        ("/server-workers", "server-workers"),
+    ] {
+        let r = http.get(path);
+        assert_eq!((r.status, r.json()["service"].clone()), (404, json!(svc)), "{path}: {}", r.text());
+        assert!(r.error().contains("no worker has ever offered"), "{path}: {}", r.text());
+    }
+    assert_eq!(http.post("/healthz", "application/json", b"{}").status, 405);
     // 405
     let r = http.put("/STR-REV");
     assert_eq!(r.status, 405);

@@ -429,7 +429,8 @@ pub unsafe extern "C" fn zmws_buffer_free(buffer: *mut u8) {
 }
 
 /// Turns on the library's diagnostic log on stderr. `filter` uses the
-/// `RUST_LOG` syntax (`"info"`, `"zmws=debug"`); NULL means `"info"`. Works
+/// `RUST_LOG` syntax (`"info"`, `"zmws=debug"`); NULL means `"info"`; colours
+/// only when stderr is a terminal. Works
 /// once per process: a second call gives `ZMWS_INVALID_ARGUMENT`. The string
 /// is not kept. Thread-safe.
 #[no_mangle]
@@ -438,9 +439,12 @@ pub unsafe extern "C" fn zmws_log_init(filter: *const c_char) -> c_int {
         let filter = c_str_opt(filter, "filter")?.unwrap_or("info");
         let env = tracing_subscriber::EnvFilter::try_new(filter)
             .map_err(|e| FfiError::invalid(format!("bad log filter '{filter}': {e}")))?;
+        // Colours only when stderr is a terminal (not in log files or pipes).
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
         tracing_subscriber::fmt()
             .with_env_filter(env)
             .with_writer(std::io::stderr)
+            .with_ansi(ansi)
             .try_init()
             .map_err(|e| FfiError::invalid(format!("the log is already set up: {e}")))
     })

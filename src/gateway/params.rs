@@ -104,13 +104,23 @@ pub fn is_json_content_type(ct: &str) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+/// Whether `data` is one JSON text; the error says why not. JSON text is
+/// UTF-8 throughout (RFC 8259 section 8.1), so that is checked first, in one
+/// pass without allocating: `serde_json`'s ignored-value parse checks the
+/// grammar without building values, but skips the bytes inside strings
+/// unchecked, so `"\xff"` alone would pass it.
+pub fn check_json(data: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// The content type of a job result: JSON when it parses as JSON, text when
 /// it is UTF-8, bytes otherwise.
 pub fn sniff_content_type(result: &[u8]) -> &'static str {
     let start = result.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(result.len());
     let end = result.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
     let trimmed = &result[start..end.max(start)];
-    if !trimmed.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(trimmed).is_ok() {
+    if !trimmed.is_empty() && check_json(trimmed).is_ok() {
         "application/json"
     } else if std::str::from_utf8(result).is_ok() {
         "text/plain; charset=utf-8"
@@ -140,12 +150,23 @@ mod tests {
     }
 
     #[test]
+    fn json_check() {
+        assert_eq!(check_json(br#" {"a":["\u00e9",1.5e3,null]} "#), Ok(()));
+        assert_eq!(check_json("\"é\"".as_bytes()), Ok(()));
+        assert_eq!(check_json(b"\"\xff\""), Err("invalid UTF-8 at byte 1".into()));
+        assert_eq!(check_json(b"{\"k\xc3\":1}"), Err("invalid UTF-8 at byte 3".into()));
+        assert!(check_json(b"{not json").is_err());
+        assert!(check_json(b"1 2").is_err());
+    }
+
+    #[test]
     fn content_types() {
         assert_eq!(sniff_content_type(br#"{"a":1}"#), "application/json");
         assert_eq!(sniff_content_type(b"42\n"), "application/json");
         assert_eq!(sniff_content_type(b"dlrow ,olleH"), "text/plain; charset=utf-8");
         assert_eq!(sniff_content_type(b""), "text/plain; charset=utf-8");
         assert_eq!(sniff_content_type(&[0xff, 0x00]), "application/octet-stream");
+        assert_eq!(sniff_content_type(b"\"\xff\""), "application/octet-stream");
         assert!(is_json_content_type("application/json; charset=utf-8"));
         assert!(is_json_content_type("application/vnd.api+json"));
         assert!(!is_json_content_type("text/plain"));

@@ -395,7 +395,7 @@ async fn service(State(st): St, req: Request) -> Response {
     } else {
         let ct = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if params::is_json_content_type(ct) {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&data) {
+            if let Err(e) = params::check_json(&data) {
                 return error_response(400, &format!("the body is not valid JSON: {e}"), &[("service", json!(svc))]);
             }
         }
