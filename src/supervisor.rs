@@ -688,6 +688,21 @@ fn wait_workers_ready(
                     "warning: only {live} of {expected} worker(s) registered with the broker after {} ms (see {logs}/)",
                     timeout.as_millis()
                 );
+                // The workers whose program already ended (and is being
+                // restarted) are the likely culprits: show why.
+                for (spec, _) in started.iter() {
+                    let Some(r) = RestartRecord::read(&spec.pid_file) else { continue };
+                    let Some(how) = r.last_exit.as_deref() else { continue };
+                    let _ = writeln!(
+                        out,
+                        "{}: its worker ended ({how}) and is being restarted; last lines of {}:",
+                        spec.name,
+                        spec.log_file.display()
+                    );
+                    for l in last_lines(&spec.log_file, 4) {
+                        let _ = writeln!(out, "    {l}");
+                    }
+                }
             }
             return false;
         }
@@ -786,6 +801,7 @@ fn stop_group(targets: Vec<Target>, grace: Duration, wait: Duration, tell_grace:
             let _ = writeln!(out, "{} (PID {}) is still running", t.name, t.pid);
         } else {
             let _ = fs::remove_file(&t.pid_file);
+            let _ = fs::remove_file(RestartRecord::path(&t.pid_file));
             let _ = writeln!(out, "{} stopped", t.name);
         }
     }
@@ -849,7 +865,16 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
         let specs = worker_specs(cfg)?;
         let listed = if specs.is_empty() { None } else { broker_workers(cfg, Duration::from_millis(1000)) };
         for spec in &specs {
-            let (pid, state, stale) = describe_pid(&spec.pid_file, Kind::Worker, &cfg.path);
+            let (pid, mut state, stale) = describe_pid(&spec.pid_file, Kind::Worker, &cfg.path);
+            // A supervisor that is up but whose worker keeps ending is
+            // crash-looping: say so, and do not count it as up.
+            let restarts = (state == "up")
+                .then(|| RestartRecord::read(&spec.pid_file))
+                .flatten()
+                .and_then(|r| r.recent_restarts(unix_ms()));
+            if restarts.is_some() {
+                state = "restarting";
+            }
             all_up &= state == "up";
             let mut detail = match &spec.service {
                 Some(s) => {
@@ -866,6 +891,9 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
             };
             if !stale.is_empty() {
                 detail = format!("{detail}; {stale}");
+            }
+            if let Some(r) = restarts {
+                detail = format!("{detail}; {r} (see {}/{}.log)", cfg.process.log_dir.display(), spec.name);
             }
             rows.push([spec.name.clone(), pid, state.into(), detail]);
         }
@@ -884,9 +912,10 @@ pub fn status(cfg: &Config, servers: bool, workers: bool, out: &mut dyn Write) -
     }
     let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(4).max(4);
     let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(3).max(3);
-    let _ = writeln!(out, "{:w0$}  {:w1$}  {:5}  DETAILS", "NAME", "PID", "STATE");
+    let w2 = rows.iter().map(|r| r[2].len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "{:w0$}  {:w1$}  {:w2$}  DETAILS", "NAME", "PID", "STATE");
     for r in rows {
-        let line = format!("{:w0$}  {:w1$}  {:5}  {}", r[0], r[1], r[2], r[3]);
+        let line = format!("{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3]);
         let _ = writeln!(out, "{}", line.trim_end());
     }
     if let Some(n) = note {
@@ -908,6 +937,78 @@ fn describe_pid(pid_file: &Path, kind: Kind, config: &Path) -> (String, &'static
 }
 
 // ------------------------------------------------------------------ supervise
+
+/// What a supervisor tells `zmws status` about its worker's restarts, in
+/// `run/NAME.state` beside its pid file: lines of `key value`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RestartRecord {
+    /// Times the worker was started (1 for a worker that never ended).
+    pub runs: u64,
+    /// How the worker last ended ("exit status 1"), if it ever did.
+    pub last_exit: Option<String>,
+    /// When it last ended (Unix ms).
+    pub last_exit_ms: Option<u64>,
+}
+
+/// A worker that ended within this time before `status` is reported as
+/// restarting (crash-looping) rather than up.
+pub const RECENT_RESTART: Duration = Duration::from_secs(60);
+
+impl RestartRecord {
+    /// The record file of the supervisor whose pid file is `pid_file`.
+    pub fn path(pid_file: &Path) -> PathBuf {
+        pid_file.with_extension("state")
+    }
+
+    fn write(&self, pid_file: &Path) {
+        let mut text = format!("runs {}\n", self.runs);
+        if let (Some(how), Some(at)) = (&self.last_exit, self.last_exit_ms) {
+            text.push_str(&format!("last_exit {how}\nlast_exit_ms {at}\n"));
+        }
+        // Best effort: status only loses the restart detail without it.
+        let path = Self::path(pid_file);
+        let tmp = path.with_extension("state.tmp");
+        if fs::write(&tmp, text).is_ok() {
+            let _ = fs::rename(&tmp, &path);
+        }
+    }
+
+    /// Reads the record beside `pid_file`; None if there is none.
+    pub fn read(pid_file: &Path) -> Option<RestartRecord> {
+        let text = fs::read_to_string(Self::path(pid_file)).ok()?;
+        let mut r = RestartRecord::default();
+        for line in text.lines() {
+            let (k, v) = line.split_once(' ').unwrap_or((line, ""));
+            match k {
+                "runs" => r.runs = v.parse().ok()?,
+                "last_exit" => r.last_exit = Some(v.to_string()),
+                "last_exit_ms" => r.last_exit_ms = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(r)
+    }
+
+    /// "3 restart(s), last: exit status 1, 4 s ago" when the worker ended
+    /// within [`RECENT_RESTART`]; None otherwise.
+    pub fn recent_restarts(&self, now_ms: u64) -> Option<String> {
+        let at = self.last_exit_ms?;
+        let ago = now_ms.saturating_sub(at);
+        if ago > RECENT_RESTART.as_millis() as u64 {
+            return None;
+        }
+        Some(format!(
+            "{} restart(s), last ended ({}) {} s ago",
+            self.runs.saturating_sub(1),
+            self.last_exit.as_deref().unwrap_or("?"),
+            ago / 1000
+        ))
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
 
 /// Options of `zmws supervise`.
 #[derive(Debug, Clone)]
@@ -1017,6 +1118,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
     let name = &opts.name;
     let mut delay = opts.delay;
     let mut runs = 0u64;
+    let mut record = RestartRecord::default();
     let code = loop {
         if SUPERVISOR_STOP.load(Ordering::SeqCst) {
             break 0;
@@ -1027,10 +1129,20 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
         let mut child = match spawned {
             Ok(c) => {
                 tracing::info!(worker = %name, pid = c.id(), run = runs, "worker started: {}", shell_words(&opts.argv));
+                record.runs = runs;
+                if let Some(pf) = &opts.pid_file {
+                    record.write(pf);
+                }
                 c
             }
             Err(e) => {
                 tracing::error!(worker = %name, "cannot start {}: {e}; retrying in {} ms", opts.argv[0], delay.as_millis());
+                record.runs = runs;
+                record.last_exit = Some(format!("cannot start: {e}"));
+                record.last_exit_ms = Some(unix_ms());
+                if let Some(pf) = &opts.pid_file {
+                    record.write(pf);
+                }
                 sleep_unless_stopped(delay);
                 delay = (delay * 2).min(opts.max_delay);
                 continue;
@@ -1075,6 +1187,11 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
             break 0;
         };
         let ran = started.elapsed();
+        record.last_exit = Some(describe(status));
+        record.last_exit_ms = Some(unix_ms());
+        if let Some(pf) = &opts.pid_file {
+            record.write(pf);
+        }
         let restart = match opts.restart {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => !status.success(),
@@ -1094,6 +1211,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
     if let Some(pf) = &opts.pid_file {
         if read_pid(pf) == Some(std::process::id() as i32) {
             let _ = fs::remove_file(pf);
+            let _ = fs::remove_file(RestartRecord::path(pf));
         }
     }
     tracing::info!(worker = %name, "supervisor exiting");

@@ -382,6 +382,38 @@ fn start_counts_only_its_own_workers() {
 }
 
 #[test]
+fn a_crash_looping_worker_is_named_by_start_and_status() {
+    // `crashy` exits at once, every time (say, a missing Python module): the
+    // supervisor is up, but the worker never registers.
+    let inst = Install::new("crashloop", |p, _| {
+        let mut c = Install::base_config(p, "", "").replace("start_timeout_ms = 20000", "start_timeout_ms = 3000");
+        c.push_str(
+            "\n[[worker]]\nname = \"crashy\"\nservice = \"CRASHY\"\n\
+             command = [\"sh\", \"-c\", \"echo 'no module named zmws' >&2; exit 7\"]\n",
+        );
+        c
+    });
+    let out = inst.zmws(&["start"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(out.stdout.contains("only 0 of 1 worker(s) registered"), "{}", out.text());
+    assert!(out.stdout.contains("crashy: its worker ended (exit status 7) and is being restarted"), "{}", out.text());
+    assert!(out.stdout.contains("no module named zmws"), "the log's last lines are shown:\n{}", out.text());
+
+    let st = inst.zmws(&["status"]);
+    assert_eq!(st.code, Some(3), "a crash-looping worker is not up:\n{}", st.text());
+    let line = st.stdout.lines().find(|l| l.starts_with("crashy")).unwrap_or_default().to_string();
+    assert!(line.contains(" restarting ") && line.contains("last ended (exit status 7)"), "{}", st.text());
+    assert!(line.contains("restart(s)") && line.contains("crashy.log"), "{}", st.text());
+
+    inst.stop();
+    assert!(inst.processes().is_empty(), "left: {:?}", inst.processes());
+    let run = inst.dir.join("run");
+    let left: Vec<_> =
+        std::fs::read_dir(&run).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "stop leaves nothing in run/: {left:?}");
+}
+
+#[test]
 fn stop_grace_ms_reaches_the_worker() {
     // Stop grace in the file: 1500 ms; each job takes 3 s.
     let inst = Install::new("grace", |p, _| {
