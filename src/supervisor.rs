@@ -948,6 +948,9 @@ pub struct RestartRecord {
     pub last_exit: Option<String>,
     /// When it last ended (Unix ms).
     pub last_exit_ms: Option<u64>,
+    /// Whether that end was a failure (not exit status 0): a worker that
+    /// ends cleanly now and then (recycling itself) is not crash-looping.
+    pub last_failed: bool,
 }
 
 /// A worker that ended within this time before `status` is reported as
@@ -963,7 +966,7 @@ impl RestartRecord {
     fn write(&self, pid_file: &Path) {
         let mut text = format!("runs {}\n", self.runs);
         if let (Some(how), Some(at)) = (&self.last_exit, self.last_exit_ms) {
-            text.push_str(&format!("last_exit {how}\nlast_exit_ms {at}\n"));
+            text.push_str(&format!("last_exit {how}\nlast_exit_ms {at}\nlast_failed {}\n", self.last_failed as u8));
         }
         // Best effort: status only loses the restart detail without it.
         let path = Self::path(pid_file);
@@ -983,15 +986,19 @@ impl RestartRecord {
                 "runs" => r.runs = v.parse().ok()?,
                 "last_exit" => r.last_exit = Some(v.to_string()),
                 "last_exit_ms" => r.last_exit_ms = v.parse().ok(),
+                "last_failed" => r.last_failed = v == "1",
                 _ => {}
             }
         }
         Some(r)
     }
 
-    /// "3 restart(s), last: exit status 1, 4 s ago" when the worker ended
-    /// within [`RECENT_RESTART`]; None otherwise.
+    /// "3 restart(s), last ended (exit status 1) 4 s ago" when the worker
+    /// failed within [`RECENT_RESTART`]; None otherwise.
     pub fn recent_restarts(&self, now_ms: u64) -> Option<String> {
+        if !self.last_failed {
+            return None;
+        }
         let at = self.last_exit_ms?;
         let ago = now_ms.saturating_sub(at);
         if ago > RECENT_RESTART.as_millis() as u64 {
@@ -1140,6 +1147,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
                 record.runs = runs;
                 record.last_exit = Some(format!("cannot start: {e}"));
                 record.last_exit_ms = Some(unix_ms());
+                record.last_failed = true;
                 if let Some(pf) = &opts.pid_file {
                     record.write(pf);
                 }
@@ -1189,6 +1197,7 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
         let ran = started.elapsed();
         record.last_exit = Some(describe(status));
         record.last_exit_ms = Some(unix_ms());
+        record.last_failed = !status.success();
         if let Some(pf) = &opts.pid_file {
             record.write(pf);
         }
