@@ -687,7 +687,11 @@ impl Connection {
             self.next_heartbeat = now + self.heartbeat();
         }
         if now.duration_since(self.heard) > self.heartbeat() * self.config.liveness.max(1) {
-            tracing::warn!("broker silent past liveness: reconnecting to the next endpoint");
+            if self.config.endpoints.len() > 1 {
+                tracing::warn!("broker silent past liveness: reconnecting to the next endpoint");
+            } else {
+                tracing::warn!(endpoint = %self.config.endpoints[0], "broker silent past liveness: reconnecting");
+            }
             self.drop_connection(now, true);
             return;
         }
