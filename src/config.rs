@@ -67,6 +67,10 @@ pub mod limits {
     pub const MAX_FINISHED: (u64, u64) = (0, u32::MAX as u64 * 16);
     /// `history`, `--history`.
     pub const HISTORY: (u64, u64) = (0, 1_000_000);
+    /// `[http] max_body_bytes`, `--http-max-body`.
+    pub const MAX_BODY_BYTES: (u64, u64) = (1, 1 << 40);
+    /// `[http] default_timeout_ms` and `max_timeout_ms`, `--http-timeout-ms`.
+    pub const HTTP_TIMEOUT_MS: (u64, u64) = (1, u64::MAX / 4);
     /// A worker's jobs at once (`zmws worker --concurrency`).
     pub const CONCURRENCY: (u64, u64) = (1, 100_000);
 }
@@ -707,11 +711,30 @@ impl Config {
                 http.token = Some(t.clone());
             }
         }
-        http.max_body_bytes =
-            num(&ctx, &h.max_body_bytes, http.max_body_bytes as u64, 1, 1 << 40, "max_body_bytes")? as usize;
-        http.default_timeout_ms =
-            num(&ctx, &h.default_timeout_ms, http.default_timeout_ms, 1, u64::MAX / 4, "default_timeout_ms")?;
-        http.max_timeout_ms = num(&ctx, &h.max_timeout_ms, http.max_timeout_ms, 1, u64::MAX / 4, "max_timeout_ms")?;
+        http.max_body_bytes = num(
+            &ctx,
+            &h.max_body_bytes,
+            http.max_body_bytes as u64,
+            limits::MAX_BODY_BYTES.0,
+            limits::MAX_BODY_BYTES.1,
+            "max_body_bytes",
+        )? as usize;
+        http.default_timeout_ms = num(
+            &ctx,
+            &h.default_timeout_ms,
+            http.default_timeout_ms,
+            limits::HTTP_TIMEOUT_MS.0,
+            limits::HTTP_TIMEOUT_MS.1,
+            "default_timeout_ms",
+        )?;
+        http.max_timeout_ms = num(
+            &ctx,
+            &h.max_timeout_ms,
+            http.max_timeout_ms,
+            limits::HTTP_TIMEOUT_MS.0,
+            limits::HTTP_TIMEOUT_MS.1,
+            "max_timeout_ms",
+        )?;
         if http.default_timeout_ms > http.max_timeout_ms {
             let at = h.default_timeout_ms.as_ref().or(h.max_timeout_ms.as_ref()).map(|s| s.span());
             return Err(ctx.err_at(at, "default_timeout_ms must not exceed max_timeout_ms"));

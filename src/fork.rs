@@ -16,7 +16,7 @@
 
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 
 use crate::error::{Error, Result};
@@ -25,9 +25,36 @@ use crate::error::{Error, Result};
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
 
+/// File descriptors a forked child must not keep open: the job store's lock
+/// file (its `flock` would otherwise stay held by every child after the
+/// parent's broker ends). -1 marks a free slot.
+static CLOSE_IN_CHILD: [AtomicI32; 16] = [const { AtomicI32::new(-1) }; 16];
+
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: one atomic add.
+    // Async-signal-safe: atomic operations and close(2).
     GENERATION.fetch_add(1, Ordering::SeqCst);
+    for slot in &CLOSE_IN_CHILD {
+        let fd = slot.swap(-1, Ordering::SeqCst);
+        if fd >= 0 {
+            // SAFETY: the fd was registered by its owner, which a child never
+            // drops (ProcessBound leaks it there), so nothing closes it twice.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Registers `fd` to be closed in children forked from now on (until
+/// [`keep_in_child`]). Returns false when every slot is taken.
+pub(crate) fn close_in_child(fd: i32) -> bool {
+    install_fork_handler();
+    CLOSE_IN_CHILD.iter().any(|slot| slot.compare_exchange(-1, fd, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+}
+
+/// Undoes [`close_in_child`]; call it before closing `fd`.
+pub(crate) fn keep_in_child(fd: i32) {
+    for slot in &CLOSE_IN_CHILD {
+        let _ = slot.compare_exchange(fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 fn install_fork_handler() {

@@ -466,7 +466,7 @@ fn run_client(cmd: Cmd) -> Result<(), Error> {
 }
 
 /// Applies the HTTP flags over the `[http]` section.
-fn apply_http_args(cfg: &mut Config, a: HttpArgs) {
+fn apply_http_args(cfg: &mut Config, a: HttpArgs) -> Result<(), Error> {
     if let Some(e) = a.http_endpoint {
         cfg.http.endpoint = e;
     }
@@ -474,12 +474,13 @@ fn apply_http_args(cfg: &mut Config, a: HttpArgs) {
         cfg.http.token = if t.is_empty() { None } else { Some(t) };
     }
     if let Some(m) = a.http_max_body {
-        cfg.http.max_body_bytes = m.max(1);
+        cfg.http.max_body_bytes = in_range("--http-max-body", m as u64, zmws::config::limits::MAX_BODY_BYTES)? as usize;
     }
     if let Some(t) = a.http_timeout_ms {
-        cfg.http.default_timeout_ms = t.max(1);
+        cfg.http.default_timeout_ms = in_range("--http-timeout-ms", t, zmws::config::limits::HTTP_TIMEOUT_MS)?;
         cfg.http.max_timeout_ms = cfg.http.max_timeout_ms.max(cfg.http.default_timeout_ms);
     }
+    Ok(())
 }
 
 /// `zmws broker`: the broker loop on its own thread, the HTTP gateway beside
@@ -558,7 +559,7 @@ fn run_broker(a: BrokerArgs) -> Result<(), Error> {
     // (another broker on this machine, tests): then run without HTTP, loudly.
     // Bound once, here, and handed to the gateway: no window for a race.
     let http_explicit = a.http.http_endpoint.is_some() || a.config.is_some();
-    apply_http_args(&mut cfg, a.http);
+    apply_http_args(&mut cfg, a.http)?;
     let listener = if cfg.http.enabled {
         match gateway::bind(&cfg.http.endpoint) {
             Ok(l) => Some(l),
@@ -620,7 +621,7 @@ fn run_gateway(a: GatewayArgs) -> Result<(), Error> {
         Some(p) => Config::load(p)?,
         None => Config::defaults(),
     };
-    apply_http_args(&mut cfg, a.http);
+    apply_http_args(&mut cfg, a.http)?;
     let broker = a.broker.unwrap_or_else(|| cfg.client_endpoint());
     install_signal_handlers();
     gateway::run(GatewayConfig::from_section(&cfg.http, broker), &STOP)
@@ -671,9 +672,9 @@ fn check_runnable(program: &str) -> Result<(), Error> {
     let found = if program.contains('/') {
         runnable(Path::new(program))
     } else {
-        std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|dir| runnable(&dir.join(program))))
-            .unwrap_or(false)
+        // Without PATH, execvp (what running the command uses) looks in /bin:/usr/bin.
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+        std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)))
     };
     if found {
         Ok(())

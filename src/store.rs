@@ -125,7 +125,9 @@ pub struct Loaded {
 /// An exclusive `flock` on `DIR/zmws.lock`, held while the store is open:
 /// two brokers on one job store would each run its queued jobs.
 struct DataDirLock {
-    _file: std::fs::File,
+    file: std::fs::File,
+    /// Whether the fd is registered to be closed in forked children.
+    registered: bool,
 }
 
 impl DataDirLock {
@@ -162,7 +164,19 @@ impl DataDirLock {
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = writeln!(file, "{}", std::process::id());
-        Ok(DataDirLock { _file: file })
+        // A child forked without exec shares the lock: it closes its copy
+        // (fork.rs), so the lock ends with this process's store.
+        let registered = crate::fork::close_in_child(file.as_raw_fd());
+        Ok(DataDirLock { file, registered })
+    }
+}
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        if self.registered {
+            crate::fork::keep_in_child(self.file.as_raw_fd());
+        }
     }
 }
 

@@ -407,7 +407,7 @@ fn check_existing(spec: &ProcSpec, config: &Path, out: &mut dyn Write) -> Option
         // The file is this configuration's own (its name and place): whatever
         // it names now is not the process `start` left there.
         let _ = writeln!(out, "removing stale pid file {} ({why})", spec.pid_file.display());
-        let _ = fs::remove_file(&spec.pid_file);
+        remove_pid_file(&spec.pid_file);
     }
     None
 }
@@ -563,7 +563,7 @@ fn wait_broker_ready(
             for l in last_lines(&spec.log_file, 8) {
                 let _ = writeln!(out, "    {l}");
             }
-            let _ = fs::remove_file(&spec.pid_file);
+            remove_pid_file(&spec.pid_file);
             return BrokerStart::Exited;
         }
         if !zmq_ok {
@@ -663,7 +663,7 @@ fn wait_workers_ready(
                     describe(status),
                     spec.log_file.display()
                 );
-                let _ = fs::remove_file(&spec.pid_file);
+                remove_pid_file(&spec.pid_file);
             }
             return false;
         }
@@ -692,7 +692,7 @@ fn wait_workers_ready(
                 // restarted) are the likely culprits: show why.
                 for (spec, _) in started.iter() {
                     let Some(r) = RestartRecord::read(&spec.pid_file) else { continue };
-                    let Some(how) = r.last_exit.as_deref() else { continue };
+                    let Some(how) = r.last_exit.as_deref().filter(|_| r.last_failed) else { continue };
                     let _ = writeln!(
                         out,
                         "{}: its worker ended ({how}) and is being restarted; last lines of {}:",
@@ -761,7 +761,7 @@ fn collect_targets(list: &[(String, PathBuf)], kind: Kind, config: &Path, out: &
             targets.push(Target { name: name.clone(), pid_file: pid_file.clone(), pid });
         } else if let Some(why) = untrusted_reason(state) {
             let _ = writeln!(out, "{name} is not running (removing stale pid file {}: {why})", pid_file.display());
-            let _ = fs::remove_file(pid_file);
+            remove_pid_file(pid_file);
         }
     }
     targets
@@ -800,8 +800,7 @@ fn stop_group(targets: Vec<Target>, grace: Duration, wait: Duration, tell_grace:
         if alive(t.pid) {
             let _ = writeln!(out, "{} (PID {}) is still running", t.name, t.pid);
         } else {
-            let _ = fs::remove_file(&t.pid_file);
-            let _ = fs::remove_file(RestartRecord::path(&t.pid_file));
+            remove_pid_file(&t.pid_file);
             let _ = writeln!(out, "{} stopped", t.name);
         }
     }
@@ -1013,6 +1012,12 @@ impl RestartRecord {
     }
 }
 
+/// Removes a pid file and the supervisor's restart record beside it.
+fn remove_pid_file(pid_file: &Path) {
+    let _ = fs::remove_file(pid_file);
+    let _ = fs::remove_file(RestartRecord::path(pid_file));
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -1218,9 +1223,13 @@ pub fn supervise(opts: SuperviseOptions) -> Result<i32> {
         delay = (delay * 2).min(opts.max_delay);
     };
     if let Some(pf) = &opts.pid_file {
-        if read_pid(pf) == Some(std::process::id() as i32) {
-            let _ = fs::remove_file(pf);
-            let _ = fs::remove_file(RestartRecord::path(pf));
+        match read_pid(pf) {
+            Some(pid) if pid == std::process::id() as i32 => remove_pid_file(pf),
+            // Ended before `start` wrote the pid file: only the record is ours.
+            None => {
+                let _ = fs::remove_file(RestartRecord::path(pf));
+            }
+            Some(_) => {}
         }
     }
     tracing::info!(worker = %name, "supervisor exiting");

@@ -219,6 +219,8 @@ fn bad_flags_and_values_are_refused_before_anything_starts() {
             &["worker", "--service", "X", "--heartbeat-ms", "5", "--", "cat"],
             "--heartbeat-ms must be between 10 and 3600000 (got 5)",
         ),
+        (&["broker", "--no-persist", "--http-max-body", "0"], "--http-max-body must be between 1 and"),
+        (&["gateway", "--http-timeout-ms", "0"], "--http-timeout-ms must be between 1 and"),
         // A command that cannot run is refused before the worker registers.
         (
             &["worker", "--service", "X", "--", "/nonexistent/zmws-test-cmd"],

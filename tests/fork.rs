@@ -48,7 +48,11 @@ fn child(
 
 #[test]
 fn a_forked_child_is_refused_clearly_and_releases_nothing() {
-    let broker = Broker::bind(config()).expect("bind").start().expect("start");
+    // Durable: the child also inherits the job store and its lock.
+    let data_dir = std::env::temp_dir().join(format!("zmws-fork-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let durable = || zmws::BrokerConfig { data_dir: Some(data_dir.clone()), ..config() };
+    let broker = Broker::bind(durable()).expect("bind").start().expect("start");
     let (client_ep, worker_ep) = (broker.endpoints().client.clone(), broker.endpoints().worker.clone());
     let running = Arc::new(Worker::connect(&worker_ep, "forked").expect("worker"));
     let w = running.clone();
@@ -93,5 +97,25 @@ fn a_forked_child_is_refused_clearly_and_releases_nothing() {
     running.stop();
     serving.join().expect("worker thread").expect("worker loop");
     drop(client);
+
+    // A child that outlives the parent's broker does not keep its job store
+    // locked: a new broker opens the directory while the child still runs.
+    // SAFETY: the child only sleeps and leaves with _exit.
+    let sleeper = unsafe { libc::fork() };
+    assert!(sleeper >= 0, "fork failed");
+    if sleeper == 0 {
+        std::thread::sleep(Duration::from_secs(20));
+        // SAFETY: ends the child without the harness's exit path.
+        unsafe { libc::_exit(0) }
+    }
     broker.stop().expect("broker stops cleanly");
+    let reopened = Broker::bind(durable());
+    // SAFETY: our own child.
+    unsafe {
+        libc::kill(sleeper, libc::SIGKILL);
+        libc::waitpid(sleeper, &mut status, 0);
+    }
+    let reopened = reopened.expect("the job store is free once the parent's broker stopped, forked child or not");
+    drop(reopened);
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -34,6 +34,10 @@ class W_StrRev extends Worker_Base
      */
     public static function reverse($s)
     {
+        $s = (string) $s;
+        if (!preg_match('/[\x80-\xff]/', $s)) {
+            return strrev($s); // ASCII: bytes are characters (and big payloads stay cheap)
+        }
         $chars = preg_split('//u', $s, -1, PREG_SPLIT_NO_EMPTY);
         if ($chars === false) {
             return strrev($s); // not valid UTF-8

@@ -290,8 +290,10 @@ pub unsafe extern "C" fn zmws_broker_start(broker: *mut zmws_broker) -> c_int {
 pub unsafe extern "C" fn zmws_broker_stop(broker: *mut zmws_broker) -> c_int {
     ffi_guard!({
         let broker = handle(broker, "broker")?;
-        let running = broker.state.lock().running.take();
-        match running {
+        // The state stays locked until the broker is down (and its job store
+        // closed): a start on another thread meanwhile waits, then opens it.
+        let mut state = broker.state.lock();
+        match state.running.take() {
             Some(running) => running.stop().map_err(FfiError::from),
             None => Ok(()),
         }

@@ -406,7 +406,7 @@ abstract class Worker
         $this->zmwsSetupLog();
     }
 
-    /** The native handle's job count, NULL when the library refuses (e.g. a handle inherited by fork()). */
+    /** The native handle's job count; NULL if the library reports an error. */
     private function zmwsReadJobsDone(): ?int
     {
         $ffi = $this->zmwsNative->ffi;

@@ -45,7 +45,6 @@ abstract class ZmwsTestCase extends TestCase
         return __DIR__ . '/fixtures/' . $name;
     }
 
-    /** [host, port] of the broker's worker endpoint. */
     /**
      * A loopback TCP port nobody listens on, for a server started later.
      * Taken from below the kernel's ephemeral range: a released port-0 bind
@@ -78,6 +77,7 @@ abstract class ZmwsTestCase extends TestCase
         throw new \RuntimeException("no free loopback port between $first and $ephemeralLow");
     }
 
+    /** [host, port] of the broker's worker endpoint. */
     protected static function workerHostPort(): array
     {
         $ep = self::$broker->workerEndpoint();

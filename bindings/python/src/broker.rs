@@ -1,6 +1,7 @@
 //! `zmws.Broker`: a broker running on a background thread of this process.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -18,6 +19,17 @@ use crate::exit::released;
 pub struct PyBroker {
     config: BrokerConfig,
     running: Mutex<Option<(BrokerHandle, Endpoints)>>,
+    /// A start or stop is in progress (see [`PyBroker::one_at_a_time`]).
+    changing: AtomicBool,
+}
+
+/// Marks a start or stop in progress until dropped.
+struct Changing<'a>(&'a AtomicBool);
+
+impl Drop for Changing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// Largest byte or job count accepted (the C API's limit for sizes).
@@ -33,7 +45,23 @@ impl PyBroker {
         self.running.lock().as_ref().map(|(_, e)| f(e))
     }
 
+    /// Waits, without the GIL, until no other thread is starting or
+    /// stopping this broker: one start or stop at a time, so a start never
+    /// finds the job store still held by a broker being stopped, and two
+    /// starts never race for it. (A plain lock held across the GIL release
+    /// could deadlock against a thread that holds the GIL and waits for it.)
+    fn one_at_a_time(&self, py: Python<'_>) -> Changing<'_> {
+        let flag = &self.changing;
+        released(py, move || {
+            while flag.compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Changing(flag)
+    }
+
     fn stop_inner(&self, py: Python<'_>) -> PyResult<()> {
+        let _turn = self.one_at_a_time(py);
         let taken = self.running.lock().take();
         if let Some((handle, _)) = taken {
             released(py, move || guard("Broker.stop", move || handle.stop())).map_err(to_py)?;
@@ -132,7 +160,7 @@ impl PyBroker {
         if let Some(v) = opt(spin_us, "spin_us", 0, zmws::broker::MAX_SPIN_US as u64)? {
             config.spin_us = v as u32;
         }
-        Ok(PyBroker { config, running: Mutex::new(None) })
+        Ok(PyBroker { config, running: Mutex::new(None), changing: AtomicBool::new(false) })
     }
 
     /// Binds the sockets and starts the broker thread. Does nothing if it
@@ -140,6 +168,10 @@ impl PyBroker {
     fn start(&self, py: Python<'_>) -> PyResult<()> {
         if self.running.lock().is_some() {
             return Ok(());
+        }
+        let _turn = self.one_at_a_time(py);
+        if self.running.lock().is_some() {
+            return Ok(()); // another thread started it meanwhile
         }
         // No lock is held while the GIL is released (that could deadlock
         // against a thread holding the GIL and waiting for the lock).
@@ -152,15 +184,7 @@ impl PyBroker {
             })
         })
         .map_err(to_py)?;
-        let mut running = self.running.lock();
-        if running.is_some() {
-            // Another thread started it meanwhile (only possible with "*"
-            // ports): keep theirs, stop ours.
-            drop(running);
-            released(py, move || guard("Broker.stop", move || handle.stop())).map_err(to_py)?;
-            return Ok(());
-        }
-        *running = Some((handle, endpoints));
+        *self.running.lock() = Some((handle, endpoints));
         Ok(())
     }
 

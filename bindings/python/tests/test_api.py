@@ -311,6 +311,34 @@ def test_durable_broker_keeps_jobs_across_restarts(tmp_path):
             assert c.status(job_id)["state"] in ("queued", "active")
 
 
+def test_one_broker_per_data_dir_and_concurrent_start_stop(tmp_path):
+    kwargs = dict(heartbeat_ms=HEARTBEAT_MS, data_dir=str(tmp_path))
+    with zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs):
+        other = zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs)
+        with pytest.raises(zmws.IoError, match="in use by another broker"):
+            other.start()
+    # One Broker object started and stopped from several threads at once:
+    # starts and stops take turns, so none finds the store still held.
+    b = zmws.Broker("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", None, **kwargs)
+    errors = []
+
+    def churn():
+        try:
+            for _ in range(5):
+                b.start()
+                b.stop()
+        except Exception as e:  # noqa: BLE001 - collected for the assert
+            errors.append(e)
+
+    threads = [threading.Thread(target=churn) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    b.stop()
+    assert not errors and all(not t.is_alive() for t in threads)
+
+
 def test_programs_started_beside_open_sockets_inherit_none_of_them(broker, client, serve):
     """A child started with close_fds=False (as os.system or a seed worker's
     exec does) while a broker, a client and a worker are open gets none of
