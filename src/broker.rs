@@ -159,6 +159,16 @@ fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<z
     s.set_linger(1000)?;
     let max = config.engine.max_payload.min(1 << 40) as i64;
     s.set_maxmsgsize(max.saturating_mul(2).max(max.saturating_add(1 << 20)))?;
+    // TCP keepalive (set before bind: accepted connections copy the
+    // options then). A stock Majordomo worker is silent while busy, so the
+    // broker finds one whose host vanished (no FIN ever comes) by the kernel
+    // closing the dead connection: the next heartbeat to it is undeliverable
+    // and it is purged. 10 s idle, then 3 probes 5 s apart. Other
+    // transports ignore it.
+    s.set_tcp_keepalive(1)?;
+    s.set_tcp_keepalive_idle(10)?;
+    s.set_tcp_keepalive_intvl(5)?;
+    s.set_tcp_keepalive_cnt(3)?;
     s.bind(&normalize_bind(endpoint)).map_err(|e| Error::Io(format!("cannot bind {endpoint}: {e}")))?;
     Ok(s)
 }

@@ -1383,9 +1383,19 @@ impl Engine {
                 self.retry_or_fail(id, format!("attempt {attempt} timed out after {timeout} ms"), false, now, out);
             }
         }
-        // Expired workers: collect first, the purge mutates the map.
-        let expired: Vec<Rc<[u8]>> =
-            self.workers.values().filter(|w| w.expiry_ms <= now).map(|w| w.identity.clone()).collect();
+        // Expired workers: collect first, the purge mutates the map. A stock
+        // Majordomo worker (no zmws extension) sends nothing while it works
+        // (zguide `mdwrkapi`), so its silence only counts while it is idle,
+        // as in the reference broker; a busy one that died is found when the
+        // heartbeat to it cannot be delivered (its connection is gone: the
+        // I/O layer reports it unreachable), and a hung one loses its job to
+        // the job timeout.
+        let expired: Vec<Rc<[u8]>> = self
+            .workers
+            .values()
+            .filter(|w| w.expiry_ms <= now && (w.extended || w.held.is_empty()))
+            .map(|w| w.identity.clone())
+            .collect();
         for id in expired {
             self.purge_worker(&id, now, out, "missed its heartbeats");
         }

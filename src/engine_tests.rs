@@ -472,13 +472,49 @@ fn a_stock_worker_gets_the_reference_heartbeat_window() {
     h.e = Engine::new(EngineConfig { job_timeout_ms: 60_000, ..cfg() }, h.now);
     h.ready("stock", "s");
     h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("a")]);
-    assert_eq!(h.take(Socket::Worker).len(), 1);
+    let req = h.take(Socket::Worker).remove(0);
     h.advance(7_000); // silent while working, as mdwrkapi is
     h.take(Socket::Worker);
     assert_eq!(h.e.queued(), 0, "still running after 7 s");
-    h.advance(600);
+    // Idle and silent: purged after liveness × 2,500 ms.
+    h.worker(vec![f("stock"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("done")]);
+    assert_eq!(h.take(Socket::Client).len(), 1, "the reply reaches the client");
     h.take(Socket::Worker);
-    assert_eq!(h.e.queued(), 1, "purged after 7.5 s: its job is queued again");
+    h.advance(7_400);
+    assert_eq!(h.e.live_workers(), 1, "within the window");
+    h.advance(200);
+    h.take(Socket::Worker);
+    assert_eq!(h.e.live_workers(), 0, "idle and silent for 7.5 s: purged");
+}
+
+#[test]
+fn a_busy_stock_worker_is_not_purged_for_silence_but_a_zmws_worker_is() {
+    // zguide's mdwrkapi sends nothing while work() runs: a job longer than
+    // liveness × heartbeat must still complete on it (the reference broker
+    // only expires idle workers). zmws workers heartbeat while busy, so
+    // their silence means death, busy or not.
+    let mut h = Harness::new();
+    h.e = Engine::new(EngineConfig { job_timeout_ms: 600_000, ..cfg() }, h.now);
+    h.ready("stock", "s");
+    h.client(vec![f("c1"), f("MDPC02"), vec![1], f("s"), f("long")]);
+    let req = h.take(Socket::Worker).remove(0);
+    assert_eq!(req[0], f("stock"));
+    for _ in 0..12 {
+        h.advance(5_000); // 60 s of silence while working
+        h.take(Socket::Worker);
+    }
+    assert_eq!(h.e.live_workers(), 1, "the busy stock worker is still registered");
+    h.worker(vec![f("stock"), f("MDPW02"), vec![4], req[3].clone(), f(""), f("late but fine")]);
+    let r = h.take(Socket::Client).remove(0);
+    assert_eq!(r.last(), Some(&f("late but fine")), "its reply reaches the client: {r:?}");
+
+    // A zmws worker (READY with the extension frame) silent while busy is dead.
+    h.worker(vec![f("zw"), f("MDPW02"), vec![1], f("z"), f("zmws:1 capacity=1")]);
+    h.client(vec![f("c2"), f("MDPC02"), vec![1], f("z"), f("job")]);
+    assert_eq!(h.take(Socket::Worker).len(), 1);
+    h.advance(cfg().heartbeat_ms * cfg().liveness as u64 + 1);
+    h.take(Socket::Worker);
+    assert_eq!(h.e.queued(), 1, "the silent zmws worker was purged and its job queued again");
 }
 
 #[test]

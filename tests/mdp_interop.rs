@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -157,6 +157,40 @@ fn worker_disconnect_mid_job_requeues_it_to_another_worker() {
     let st = json(&client.request("zmws.status", &[&addr1])[0]);
     assert_eq!(st["attempts"], 2);
     assert_eq!(st["worker"], hex(&w2.identity));
+}
+
+#[test]
+fn a_busy_stock_worker_is_kept_while_silent_and_found_when_its_connection_drops() {
+    // zguide's mdwrkapi sends nothing while it works. The broker does not
+    // take that silence for death (a long job must be able to finish), but a
+    // worker whose connection is gone is purged at the next heartbeat the
+    // broker cannot deliver, long before the silence window (3 × 2.5 s).
+    let b = start_broker(fast_config()); // heartbeat 100 ms
+    let mut w1 = ready_worker(&b, Mdp::V1, "long-job");
+    let client = RawClient::v2(&b.client_ep);
+    client.send("long-job", &["x"]);
+    let (addr1, _) = w1.expect_request();
+    // Silent for 10 heartbeats while "working": still registered, and its
+    // late reply is the job's result.
+    std::thread::sleep(Duration::from_millis(1000));
+    w1.reply(&addr1, &["from w1"]);
+    assert_eq!(client.recv(LONG).unwrap().body, [b"from w1".to_vec()]);
+
+    client.send("long-job", &["y"]);
+    let (addr2, _) = w1.expect_request();
+    let mut w2 = ready_worker(&b, Mdp::V2, "long-job");
+    w1.sock.set_linger(0).unwrap();
+    let dropped = Instant::now();
+    drop(w1); // the process "dies": its connection closes, nothing is said
+    let (addr, body) = w2.expect_request();
+    assert_eq!((addr.clone(), body), (addr2, vec![b"y".to_vec()]), "the same job runs on w2");
+    assert!(
+        dropped.elapsed() < Duration::from_secs(5),
+        "found by the undeliverable heartbeat, not the 7.5 s silence window: {:?}",
+        dropped.elapsed()
+    );
+    w2.reply(&addr, &["from w2"]);
+    assert_eq!(client.recv(LONG).unwrap().body, [b"from w2".to_vec()]);
 }
 
 #[test]
