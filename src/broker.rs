@@ -151,6 +151,34 @@ fn bound(sock: &zmq::Socket) -> Result<String> {
     sock.get_last_endpoint()?.map_err(|_| Error::Io("bound endpoint is not UTF-8".into()))
 }
 
+/// Whether a message (identity first) carries one of `headers` as its
+/// protocol frame, with or without the empty delimiter before it.
+fn speaks(frames: &[Vec<u8>], headers: &[&[u8]]) -> bool {
+    let header = match frames.get(1) {
+        Some(f) if f.is_empty() => frames.get(2),
+        other => other,
+    };
+    header.is_some_and(|h| headers.contains(&h.as_slice()))
+}
+
+/// Warns (at most every 10 s) about peers on the wrong endpoint: Majordomo
+/// puts clients and workers on one socket, zmws on two, and a stock worker
+/// pointed at the client endpoint would otherwise wait in silence forever.
+#[derive(Default)]
+struct Misdirected {
+    last: Option<Instant>,
+}
+
+impl Misdirected {
+    fn warn(&mut self, who: &str, endpoint: &str, right: &str) {
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        tracing::warn!("{who} sent its messages to the {endpoint} endpoint and they are dropped: point it at {right}");
+    }
+}
+
 fn router(ctx: &zmq::Context, endpoint: &str, config: &BrokerConfig) -> Result<zmq::Socket> {
     let s = ctx.socket(zmq::ROUTER)?;
     s.set_router_mandatory(true)?;
@@ -246,6 +274,7 @@ impl Broker {
         // When a message was last handled, while spinning.
         let mut last_busy: Option<Instant> = None;
         const BACKLOG_PAUSE: usize = 100_000;
+        let mut misdirected = Misdirected::default();
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now_ms();
             if now >= engine.next_wakeup() {
@@ -324,10 +353,15 @@ impl Broker {
             if worker_ready {
                 for _ in 0..BATCH {
                     match self.workers.recv_multipart(zmq::DONTWAIT) {
-                        Ok(frames) => match decode_worker(frames) {
-                            Ok(msg) => engine.on_worker(msg, clock.now_ms(), &mut io.out),
-                            Err(e) => tracing::debug!(reason = %e.reason, "malformed worker message dropped"),
-                        },
+                        Ok(frames) => {
+                            if speaks(&frames, &[b"MDPC01", b"MDPC02"]) {
+                                misdirected.warn("a client", "worker", &self.endpoints.client);
+                            }
+                            match decode_worker(frames) {
+                                Ok(msg) => engine.on_worker(msg, clock.now_ms(), &mut io.out),
+                                Err(e) => tracing::debug!(reason = %e.reason, "malformed worker message dropped"),
+                            }
+                        }
                         Err(zmq::Error::EAGAIN) => break,
                         Err(e) => return Err(e.into()),
                     }
@@ -337,10 +371,15 @@ impl Broker {
             if client_ready {
                 for _ in 0..BATCH {
                     match self.clients.recv_multipart(zmq::DONTWAIT) {
-                        Ok(frames) => match decode_client(frames) {
-                            Ok(req) => engine.on_client(req, clock.now_ms(), &mut io.out),
-                            Err(e) => tracing::debug!(reason = %e.reason, "malformed client message dropped"),
-                        },
+                        Ok(frames) => {
+                            if speaks(&frames, &[b"MDPW01", b"MDPW02"]) {
+                                misdirected.warn("a worker", "client", &self.endpoints.worker);
+                            }
+                            match decode_client(frames) {
+                                Ok(req) => engine.on_client(req, clock.now_ms(), &mut io.out),
+                                Err(e) => tracing::debug!(reason = %e.reason, "malformed client message dropped"),
+                            }
+                        }
                         Err(zmq::Error::EAGAIN) => break,
                         Err(e) => return Err(e.into()),
                     }
@@ -711,5 +750,23 @@ impl BrokerHandle {
 impl Drop for BrokerHandle {
     fn drop(&mut self) {
         let _ = self.stop_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_on_the_wrong_endpoint_are_recognised() {
+        let f = |s: &str| s.as_bytes().to_vec();
+        let workers: &[&[u8]] = &[b"MDPW01", b"MDPW02"];
+        // A stock worker's READY on the client socket: [identity, "", MDPW01, 0x01, service].
+        assert!(speaks(&[f("id"), f(""), f("MDPW01"), vec![1], f("echo")], workers));
+        assert!(speaks(&[f("id"), f("MDPW02"), vec![1], f("echo")], workers));
+        // Clients are not workers; short or empty messages are nothing.
+        assert!(!speaks(&[f("id"), f("MDPC01"), f("echo")], workers));
+        assert!(!speaks(&[f("id")], workers));
+        assert!(!speaks(&[f("id"), f("")], workers));
     }
 }
