@@ -160,7 +160,10 @@ fn purged_workers_jobs_go_back_to_the_front_of_the_queue() {
     assert_eq!(String::from_utf8_lossy(&addr), j1);
     let j2 = c.submit("front", b"2").unwrap().to_string();
     let j3 = c.submit("front", b"3").unwrap().to_string();
-    // `a` now goes silent holding j1; it is purged and j1 requeued.
+    // `a` now dies holding j1 (a stock worker's silence while busy is not
+    // death, its connection closing is): it is purged and j1 requeued.
+    a.sock.set_linger(0).unwrap();
+    drop(a);
     eventually("j1 requeued after the purge", LONG, || c.status(&j1).ok().filter(|s| s.state == JobState::Queued));
     let mut bw = RawWorker::connect(&b.worker_ep, Mdp::V1, Duration::from_millis(30));
     bw.ready("front");
