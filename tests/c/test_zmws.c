@@ -280,6 +280,18 @@ static bool test_broker_lifecycle(void) {
     zmws_client_free(c);
     CHECK_OK(zmws_broker_stop(b));
     CHECK_OK(zmws_broker_start(b)); /* restores the store; same config, new ports */
+    {
+        /* A second broker on the same directory is refused, naming the problem. */
+        zmws_broker *second = NULL;
+        CHECK_OK(zmws_broker_new(&second));
+        CHECK_OK(zmws_broker_set_client_endpoint(second, "tcp://127.0.0.1:*"));
+        CHECK_OK(zmws_broker_set_worker_endpoint(second, "tcp://127.0.0.1:*"));
+        CHECK_OK(zmws_broker_set_news_endpoint(second, NULL));
+        CHECK_OK(zmws_broker_set_data_dir(second, store));
+        CHECK(zmws_broker_start(second) == ZMWS_IO);
+        CHECK(strstr(zmws_last_error(), "in use by another broker") != NULL);
+        zmws_broker_free(second);
+    }
     zmws_string_free(cep);
     CHECK_OK(zmws_broker_client_endpoint(b, &cep));
     CHECK_OK(zmws_client_new(cep, &c));

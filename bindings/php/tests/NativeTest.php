@@ -208,7 +208,22 @@ final class NativeTest extends TestCase
             $b->start();
             $this->assertTrue($b->isRunning());
             $this->assertDirectoryExists($dir);
+            // One broker per store directory.
+            $second = new Broker(['client_endpoint' => 'tcp://127.0.0.1:*', 'worker_endpoint' => 'tcp://127.0.0.1:*', 'news_endpoint' => null, 'data_dir' => $dir]);
+            try {
+                $second->start();
+                $this->fail('a second broker on the same data_dir must be refused');
+            } catch (\Zmws\Exception $e) {
+                $this->assertStringContainsString('in use by another broker', $e->getMessage());
+            } finally {
+                $second->free();
+            }
             $b->free();
+            // Freed: the directory is free again.
+            $again = new Broker(['client_endpoint' => 'tcp://127.0.0.1:*', 'worker_endpoint' => 'tcp://127.0.0.1:*', 'news_endpoint' => null, 'data_dir' => $dir]);
+            $again->start();
+            $this->assertTrue($again->isRunning());
+            $again->free();
             touch("$dir.file");
             $bad = new Broker(['client_endpoint' => 'tcp://127.0.0.1:*', 'worker_endpoint' => 'tcp://127.0.0.1:*', 'news_endpoint' => null, 'data_dir' => "$dir.file"]);
             try {
